@@ -1,0 +1,28 @@
+"""Backends: what stores and carries the bus's events.
+
+The in-memory backend is the default. The NATS JetStream backend needs the
+``nats`` extra: ``pip install 'hms-bus-kit[nats]'``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .base import ALL, NEW, Backend
+from .memory import MemoryBackend
+
+__all__ = ["Backend", "MemoryBackend", "ALL", "NEW", "nats_backend"]
+
+
+def nats_backend(url: str, **kwargs: Any) -> Backend:
+    """A NATS JetStream backend for ``url``; needs the ``nats`` extra."""
+    try:
+        import nats  # noqa: F401
+    except ModuleNotFoundError:
+        raise ModuleNotFoundError(
+            f"the NATS backend for {url!r} needs nats-py; install it with "
+            f"pip install 'hms-bus-kit[nats]'"
+        ) from None
+    from .nats import NatsBackend
+
+    return NatsBackend(url, **kwargs)

@@ -1,0 +1,418 @@
+"""The bus: ``publish(topic, data)`` and ``subscribe(pattern, fn)``.
+
+A :class:`Bus` checks what it is given, turns it into an :class:`Event`
+(frozen data, bus-clock time, a unique id) and hands it to its backend, which
+stores it and calls the subscribers. The module-level functions act on a
+default bus, so the chapter's two-line demo works as written.
+
+Delivery semantics, the same on every backend:
+
+* **Publish first, subscribe later works.** A new subscription first receives
+  the kept (retained) events that match, oldest first, then live ones; each
+  event reaches a subscription exactly once. Pass ``deliver="new"`` for live
+  events only, or a time (datetime, ISO text, epoch seconds, or a timedelta
+  meaning "that long ago") to start there.
+* Subscribers are called one at a time, in publish order; for one event, in
+  the order they subscribed. An event published inside a callback is
+  delivered after the current event has reached every subscriber.
+* A subscriber that raises does not stop the others. Its error is logged on
+  the ``hms_bus`` logger and published as ``bus.subscriber_error`` (unless the
+  failing event was itself one, which would loop).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from typing import Any
+
+from .backends.base import ALL, NEW, Backend
+from .clock import Clock, WallClock, to_epoch
+from .errors import HmsBusError
+from .event import Event, freeze
+from .retention import DEFAULT_MAX_RETAINED, DEFAULT_WINDOW_S
+from .topics import _topic_cache, validate_pattern, validate_topic
+
+__all__ = [
+    "Bus",
+    "Subscription",
+    "get_bus",
+    "use",
+    "publish",
+    "subscribe",
+    "unsubscribe",
+    "replay",
+    "collect",
+]
+
+log = logging.getLogger("hms_bus")
+
+SUBSCRIBER_ERROR_TOPIC = "bus.subscriber_error"
+"""Where the bus reports a subscriber that raised."""
+
+Callback = Callable[[Event], Any]
+When = datetime | str | float | timedelta
+
+
+def _default_src() -> str:
+    main = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    if main in ("", "-c", "-m") or main.startswith("ipykernel"):
+        return "python"
+    return os.path.splitext(main)[0] or "python"
+
+
+class Subscription:
+    """A subscriber's registration; unsubscribe with it, or use it in ``with``.
+
+    ``delivered`` counts the events handed to ``fn`` and ``errors`` how many
+    of those calls raised.
+    """
+
+    __slots__ = ("pattern", "fn", "name", "bus", "active", "errors", "_key", "__weakref__")
+
+    def __init__(self, bus: Bus, pattern: str, fn: Callback, name: str) -> None:
+        self.bus = bus
+        self.pattern = pattern
+        self.fn = fn
+        self.name = name
+        self.active = True
+        self.errors = 0
+        self._key = 0
+
+    def unsubscribe(self) -> None:
+        """Stop receiving events; calling it twice is harmless."""
+        self.bus.unsubscribe(self)
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.unsubscribe()
+
+    def __repr__(self) -> str:
+        state = "active" if self.active else "ended"
+        return f"<Subscription {self.pattern!r} -> {self.name} ({state})>"
+
+
+class Bus:
+    """An event bus: publish, subscribe, replay.
+
+    :param backend: what stores and carries events; by default a
+        :class:`~hms_bus.backends.memory.MemoryBackend`.
+    :param clock: where "now" comes from; :class:`~hms_bus.WallClock` unless told.
+    :param retention: how long events are kept (seconds or a timedelta), 24 h
+        unless told; used when ``backend`` is not given.
+    :param max_retained: how many events are kept at most; used when
+        ``backend`` is not given.
+    :param src: the default ``src`` of events published here.
+    :param seed: makes event ids reproducible. Under a virtual clock the seed
+        is 0 unless told, so a simulation gives the same ids every run.
+    """
+
+    def __init__(
+        self,
+        backend: Backend | None = None,
+        *,
+        clock: Clock | None = None,
+        retention: float | timedelta = DEFAULT_WINDOW_S,
+        max_retained: int | None = DEFAULT_MAX_RETAINED,
+        src: str | None = None,
+        seed: int | None = None,
+    ) -> None:
+        if backend is None:
+            from .backends.memory import MemoryBackend
+
+            backend = MemoryBackend(retention, max_retained)
+        if not isinstance(backend, Backend):
+            raise TypeError(f"backend must be a hms_bus Backend, got {backend!r}")
+        if clock is None:
+            clock = WallClock()
+        if not callable(getattr(clock, "now", None)):
+            raise TypeError(f"clock must have a now() method, got {clock!r}")
+        self.clock = clock
+        self.src = _check_src(src) if src is not None else _default_src()
+        if seed is None and getattr(clock, "virtual", False):
+            seed = 0
+        rng = random.Random(seed) if seed is not None else random.SystemRandom()
+        self._idp = f"{rng.getrandbits(32):08x}"
+        self._lock = threading.Lock()
+        self._seq = 0
+        self._last = float("-inf")
+        self._now = clock.now
+        self._closed = False
+        self.backend = backend
+        backend.attach(self)
+
+    # -- publishing ---------------------------------------------------------
+
+    def publish(self, topic: str, data: Any = None, *, src: str | None = None) -> Event:
+        """Publish ``data`` on ``topic`` and return the :class:`Event`.
+
+        ``data`` must be JSON-serialisable; it is copied and frozen, so later
+        changes to your object do not alter the event.
+        """
+        topic = _topic_cache.get(topic) or validate_topic(topic)  # type: ignore[arg-type]
+        data = freeze(data)
+        src = self.src if src is None else _check_src(src)
+        if self._closed:
+            raise HmsBusError(self._closed_message("publish"))
+        backend = self.backend
+        with self._lock:
+            self._seq += 1
+            t = self._now()
+            if t < self._last:
+                t = self._last  # time on one bus never runs backwards
+            self._last = t
+            ev = Event(topic, data, src, t, self._seq, self._idp)
+            due = backend.publish(ev)
+        if due:
+            backend.deliver()
+        return ev
+
+    # -- subscribing --------------------------------------------------------
+
+    def subscribe(
+        self,
+        pattern: str,
+        fn: Callback,
+        *,
+        deliver: str | When = ALL,
+        name: str | None = None,
+    ) -> Subscription:
+        """Call ``fn(event)`` for each event whose topic matches ``pattern``.
+
+        :param deliver: ``"all"`` (default): kept events first, then live ones;
+            ``"new"``: live events only; or a time to start from.
+        :param name: how errors and ``repr`` name this subscriber; the
+            function's name unless told.
+        """
+        pattern = validate_pattern(pattern)
+        if not callable(fn):
+            raise TypeError(
+                f"fn must be callable, such as a function taking one event, "
+                f"got {fn!r} of type {type(fn).__name__}"
+            )
+        start = self._start(deliver)
+        if name is None:
+            name = getattr(fn, "__qualname__", None) or repr(fn)
+        sub = Subscription(self, pattern, fn, name)
+        if self._closed:
+            raise HmsBusError(self._closed_message("subscribe"))
+        with self._lock:
+            self.backend.subscribe(sub, start)
+        self.backend.deliver()
+        return sub
+
+    def _start(self, deliver: str | When) -> str | float:
+        if deliver in (ALL, NEW):
+            return deliver  # type: ignore[return-value]
+        if isinstance(deliver, str):
+            try:
+                return to_epoch(deliver)
+            except ValueError:
+                raise ValueError(
+                    f"deliver={deliver!r} is neither 'all', 'new' nor a time; "
+                    f"use 'all', 'new', or e.g. '2021-08-29T12:00:00Z'"
+                ) from None
+        return to_epoch(deliver, now=self._now())  # type: ignore[arg-type]
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        """End ``sub``; events published later do not reach it (idempotent)."""
+        if not isinstance(sub, Subscription):
+            raise TypeError(
+                f"unsubscribe() takes the Subscription that subscribe() returned, got {sub!r}"
+            )
+        if sub.bus is not self:
+            raise ValueError(f"{sub!r} belongs to another bus")
+        with self._lock:
+            if sub.active:
+                sub.active = False
+                self.backend.unsubscribe(sub)
+
+    @contextmanager
+    def collect(self, pattern: str = ">", *, deliver: str | When = NEW) -> Iterator[list[Event]]:
+        """Collect matching events into a list while the ``with`` block runs.
+
+        Handy in tests and notebooks::
+
+            with bus.collect("alerts.*") as alerts:
+                ...
+            assert len(alerts) == 1
+        """
+        got: list[Event] = []
+        with self.subscribe(pattern, got.append, deliver=deliver, name=f"collect({pattern!r})"):
+            yield got
+            self.flush()
+
+    # -- reading back -------------------------------------------------------
+
+    def replay(
+        self,
+        pattern: str = ">",
+        *,
+        since: When | None = None,
+        until: When | None = None,
+        limit: int | None = None,
+    ) -> list[Event]:
+        """Kept events matching ``pattern``, oldest first.
+
+        ``since`` and ``until`` (inclusive) take a datetime, ISO text, epoch
+        seconds, or a timedelta meaning "that long ago"; ``limit`` keeps the
+        first ``limit`` events of the range (take ``[-10:]`` for the last ten).
+        """
+        pattern = validate_pattern(pattern)
+        now = self._now()
+        lo = None if since is None else to_epoch(since, now=now)
+        hi = None if until is None else to_epoch(until, now=now)
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit < 0
+        ):
+            raise ValueError(f"limit must be a non-negative int or None, got {limit!r}")
+        return self.backend.replay(pattern, lo, hi, limit, now)
+
+    # -- housekeeping -------------------------------------------------------
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until every event published so far is stored and delivered."""
+        self.backend.flush(timeout)
+
+    def close(self) -> None:
+        """Flush and release the backend; later calls raise :class:`HmsBusError`."""
+        if not self._closed:
+            try:
+                self.backend.flush()
+            finally:
+                self._closed = True
+                self.backend.close()
+
+    def status(self) -> dict:
+        """Counters from the backend (kept events, queued, subscriptions...)."""
+        return {"published": self._seq, **self.backend.status()}
+
+    def __enter__(self) -> Bus:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Bus {self.backend.url} clock={self.clock!r} published={self._seq}>"
+
+    def _closed_message(self, what: str) -> str:
+        return (
+            f"Cannot {what}: this bus has been closed. Create a new Bus() or "
+            f"call hms_bus.use(...) for a new default bus."
+        )
+
+    def _subscriber_failed(self, sub: Subscription, ev: Event, exc: Exception) -> None:
+        sub.errors += 1
+        error = f"{type(exc).__name__}: {exc}"
+        log.error("subscriber %s failed on %s (%s): %s", sub.name, ev.id, ev.topic, error)
+        if ev.topic == SUBSCRIBER_ERROR_TOPIC:
+            return  # reporting this one would loop
+        self.publish(
+            SUBSCRIBER_ERROR_TOPIC,
+            {
+                "event_id": ev.id,
+                "topic": ev.topic,
+                "subscriber": sub.name,
+                "pattern": sub.pattern,
+                "error": error,
+            },
+            src="hms-bus",
+        )
+
+
+def _check_src(src: object) -> str:
+    if not isinstance(src, str) or not src.strip():
+        raise TypeError(f"src must be a non-empty str such as 'hms-ach', got {src!r}")
+    return src
+
+
+# -- the default bus ----------------------------------------------------------
+
+_default: Bus | None = None
+_default_lock = threading.Lock()
+
+
+def get_bus() -> Bus:
+    """The default bus, created on first use.
+
+    It is in-memory unless ``HMS_BUS_URL`` names another backend.
+    """
+    global _default
+    bus = _default
+    if bus is None:
+        with _default_lock:
+            if _default is None:
+                _default = _from_target(os.environ.get("HMS_BUS_URL") or "memory://")
+            bus = _default
+    return bus
+
+
+def use(target: Bus | str | None = None, **kwargs: Any) -> Bus:
+    """Make ``target`` the default bus and return it.
+
+    ``target`` is a :class:`Bus`, a URL (``"memory://"``, or
+    ``"nats://host:4222"`` once the NATS backend is installed), or None for a
+    fresh in-memory bus. Keyword arguments go to :class:`Bus`. The previous
+    default bus is left open: close it yourself if you own it.
+    """
+    global _default
+    bus = target if isinstance(target, Bus) else _from_target(target or "memory://", **kwargs)
+    with _default_lock:
+        _default = bus
+    return bus
+
+
+def _from_target(url: object, **kwargs: Any) -> Bus:
+    if not isinstance(url, str):
+        raise TypeError(f"use() takes a Bus or a URL such as 'memory://', got {url!r}")
+    if url == "memory://":
+        return Bus(**kwargs)
+    if url.startswith(("nats://", "tls://")):
+        from .backends import nats_backend
+
+        return Bus(nats_backend(url), **kwargs)
+    raise ValueError(
+        f"unknown bus URL {url!r}; use 'memory://' or 'nats://host:4222' (check HMS_BUS_URL)"
+    )
+
+
+def publish(topic: str, data: Any = None, *, src: str | None = None) -> Event:
+    """Publish on the default bus; see :meth:`Bus.publish`."""
+    return get_bus().publish(topic, data, src=src)
+
+
+def subscribe(
+    pattern: str, fn: Callback, *, deliver: str | When = ALL, name: str | None = None
+) -> Subscription:
+    """Subscribe on the default bus; see :meth:`Bus.subscribe`."""
+    return get_bus().subscribe(pattern, fn, deliver=deliver, name=name)
+
+
+def unsubscribe(sub: Subscription) -> None:
+    """End a subscription; see :meth:`Bus.unsubscribe`."""
+    sub.bus.unsubscribe(sub)
+
+
+def replay(
+    pattern: str = ">",
+    *,
+    since: When | None = None,
+    until: When | None = None,
+    limit: int | None = None,
+) -> list[Event]:
+    """Replay the default bus; see :meth:`Bus.replay`."""
+    return get_bus().replay(pattern, since=since, until=until, limit=limit)
+
+
+def collect(pattern: str = ">", *, deliver: str | When = NEW):
+    """Collect events from the default bus; see :meth:`Bus.collect`."""
+    return get_bus().collect(pattern, deliver=deliver)

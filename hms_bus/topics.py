@@ -1,0 +1,207 @@
+"""Topics and patterns, with the token rules of NATS subjects.
+
+A topic is a dot-separated list of tokens: ``payments.sent``. A pattern may
+use two wildcards, each a whole token: ``*`` matches exactly one token and
+``>`` matches one or more trailing tokens (only as the last token). So
+``payments.*`` matches ``payments.sent`` but not ``payments.sent.eu``, which
+``payments.>`` does match. Matching by whole tokens, as real brokers do, is
+what lets an index find the subscribers of a topic without trying every
+pattern.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Generic, TypeVar
+
+__all__ = ["validate_topic", "validate_pattern", "matches", "TopicIndex"]
+
+_FORBIDDEN = frozenset(" \t\r\n\f\v")
+T = TypeVar("T")
+
+
+def _tokens(text: object, what: str) -> list[str]:
+    if not isinstance(text, str):
+        raise TypeError(
+            f"{what} must be a str such as 'payments.sent', got {text!r} "
+            f"of type {type(text).__name__}"
+        )
+    if not text:
+        raise ValueError(f"{what} is empty; use dotted tokens such as 'payments.sent'")
+    if _FORBIDDEN.intersection(text):
+        raise ValueError(
+            f"{what} {text!r} contains whitespace; use dots between tokens, "
+            f"e.g. {'.'.join(text.split())!r}"
+        )
+    tokens = text.split(".")
+    if "" in tokens:
+        fixed = ".".join(t for t in tokens if t) or "payments.sent"
+        raise ValueError(
+            f"{what} {text!r} has an empty token (a leading, trailing or double dot); use {fixed!r}"
+        )
+    return tokens
+
+
+_topic_cache: dict[str, str] = {}
+
+
+def validate_topic(topic: object) -> str:
+    """Return ``topic`` if it is a valid topic to publish on, else raise.
+
+    Published topics name one subject, so they may not hold wildcards.
+    """
+    try:
+        return _topic_cache[topic]  # type: ignore[index]
+    except (KeyError, TypeError):
+        pass
+    tokens = _tokens(topic, "topic")
+    for tok in tokens:
+        if "*" in tok or ">" in tok:
+            raise ValueError(
+                f"topic {topic!r} has a wildcard ({tok!r}); publish to a concrete "
+                f"topic such as 'payments.sent' and use wildcards only in "
+                f"subscribe() patterns"
+            )
+    assert isinstance(topic, str)
+    if len(_topic_cache) > 10_000:
+        _topic_cache.clear()
+    _topic_cache[topic] = topic
+    return topic
+
+
+def validate_pattern(pattern: object) -> str:
+    """Return ``pattern`` if it is a valid subscription pattern, else raise."""
+    tokens = _tokens(pattern, "pattern")
+    for i, tok in enumerate(tokens):
+        if tok in ("*", ">"):
+            if tok == ">" and i != len(tokens) - 1:
+                fixed = ".".join(tokens[: i + 1])
+                raise ValueError(
+                    f"pattern {pattern!r} has '>' before the last token; '>' "
+                    f"matches the rest of the topic, so use {fixed!r}"
+                )
+            continue
+        if "*" in tok or ">" in tok:
+            prefix = ".".join(tokens[:i])
+            one = f"{prefix}.*" if prefix else "*"
+            rest = f"{prefix}.>" if prefix else ">"
+            raise ValueError(
+                f"pattern {pattern!r} has a wildcard inside the token {tok!r}; "
+                f"wildcards are whole tokens: use {one!r} (one token) or "
+                f"{rest!r} (the rest)"
+            )
+    assert isinstance(pattern, str)
+    return pattern
+
+
+def matches(pattern: str, topic: str) -> bool:
+    """Tell whether ``topic`` matches ``pattern`` (both assumed valid)."""
+    pt = pattern.split(".")
+    tt = topic.split(".")
+    for i, p in enumerate(pt):
+        if p == ">":
+            return len(tt) > i
+        if i >= len(tt) or (p != "*" and p != tt[i]):
+            return False
+    return len(pt) == len(tt)
+
+
+class _Node:
+    __slots__ = ("children", "here", "rest")
+
+    def __init__(self) -> None:
+        self.children: dict[str, _Node] = {}
+        self.here: dict[int, object] = {}  # subscriptions ending at this node
+        self.rest: dict[int, object] = {}  # subscriptions ending in '>' here
+
+
+class TopicIndex(Generic[T]):
+    """Finds the items subscribed to a topic, in the order they were added.
+
+    A tree keyed by token (``*`` is a key like any other) answers a lookup in
+    time that depends on the topic's length, not on how many patterns exist;
+    answers are cached per topic until the next add or remove.
+    """
+
+    def __init__(self) -> None:
+        self._root = _Node()
+        self._order = 0
+        self._cache: dict[str, tuple[T, ...]] = {}
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def add(self, pattern: str, item: T) -> int:
+        """Index ``item`` under ``pattern``; return a key for :meth:`remove`."""
+        node = self._root
+        tokens = pattern.split(".")
+        for tok in tokens[:-1]:
+            node = node.children.setdefault(tok, _Node())
+        self._order += 1
+        if tokens[-1] == ">":
+            node.rest[self._order] = item
+        else:
+            node = node.children.setdefault(tokens[-1], _Node())
+            node.here[self._order] = item
+        self._cache.clear()
+        self._count += 1
+        return self._order
+
+    def remove(self, pattern: str, key: int) -> None:
+        """Drop the item added under ``pattern`` with ``key`` (idempotent)."""
+        path = [self._root]
+        tokens = pattern.split(".")
+        for tok in tokens[:-1] if tokens[-1] == ">" else tokens:
+            nxt = path[-1].children.get(tok)
+            if nxt is None:
+                return
+            path.append(nxt)
+        store = path[-1].rest if tokens[-1] == ">" else path[-1].here
+        if store.pop(key, None) is None:
+            return
+        self._count -= 1
+        self._cache.clear()
+        # Prune empty branches so that churn does not grow the tree.
+        for depth in range(len(path) - 1, 0, -1):
+            node = path[depth]
+            if node.children or node.here or node.rest:
+                break
+            parent = path[depth - 1]
+            for tok, child in list(parent.children.items()):
+                if child is node:
+                    del parent.children[tok]
+
+    def lookup(self, topic: str) -> tuple[T, ...]:
+        """The items whose pattern matches ``topic``, oldest first."""
+        try:
+            return self._cache[topic]
+        except KeyError:
+            pass
+        found: dict[int, T] = {}
+        self._collect(self._root, topic.split("."), 0, found)
+        result = tuple(found[k] for k in sorted(found))
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[topic] = result
+        return result
+
+    def _collect(self, node: _Node, tokens: list[str], i: int, found: dict) -> None:
+        if node.rest and i < len(tokens):
+            found.update(node.rest)
+        if i == len(tokens):
+            found.update(node.here)
+            return
+        for key in (tokens[i], "*"):
+            child = node.children.get(key)
+            if child is not None:
+                self._collect(child, tokens, i + 1, found)
+
+    def items(self) -> Iterable[T]:
+        """Every indexed item (any order)."""
+        stack = [self._root]
+        while stack:
+            node = stack.pop()
+            yield from node.here.values()
+            yield from node.rest.values()
+            stack.extend(node.children.values())
