@@ -255,3 +255,17 @@ def test_status_counts(bus):
     bus.publish("x.y")
     assert bus.status()["published"] == 1
     assert bus.status()["subscriptions"] == 1
+
+
+def test_subscribing_while_events_are_queued_delivers_each_once(bus):
+    """Events queued behind the current one arrive live, not also as history."""
+    got: list[str] = []
+
+    def producer(ev):
+        bus.publish("a.queued1")
+        bus.publish("a.queued2")
+        bus.subscribe("a.*", lambda e: got.append(e["topic"]))
+
+    bus.subscribe("a.start", producer)
+    bus.publish("a.start")
+    assert got == ["a.start", "a.queued1", "a.queued2"]

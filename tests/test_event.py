@@ -135,3 +135,10 @@ def test_freeze_of_nested_containers_is_read_only():
     frozen = freeze({"a": [{"b": 1}]})
     with pytest.raises(TypeError):
         frozen["a"][0]["b"] = 2
+
+
+def test_flat_data_is_copied_at_publish(bus):
+    data = {"user": "CIT-883", "amount": 1000}
+    ev = bus.publish("a.b", data)
+    data["amount"] = 0
+    assert ev["data"]["amount"] == 1000
