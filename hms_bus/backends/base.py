@@ -16,13 +16,16 @@ if TYPE_CHECKING:
     from ..bus import Bus, Subscription
     from ..event import Event
 
-__all__ = ["Backend", "ALL", "NEW"]
+__all__ = ["Backend", "ALL", "NEW", "DRAIN"]
 
 ALL = "all"
 """Start policy: every kept event that matches, then live events."""
 
 NEW = "new"
 """Start policy: only events published after subscribing."""
+
+DRAIN = "drain"
+"""What :meth:`Backend.publish` returns when the caller should drain the queue."""
 
 
 class Backend:
@@ -35,17 +38,21 @@ class Backend:
         """Called once by the bus that owns this backend."""
         self.bus = bus
 
-    def publish(self, event: Event) -> bool:
+    def publish(self, event: Event) -> object | None:
         """Take ``event``.
 
         Called with the bus's lock held, once per event, in sequence order; it
-        must not block and must not call subscribers. Return True if the bus
-        should call :meth:`deliver` after releasing its lock.
+        must not block and must not call subscribers. Return None when nothing
+        is due in this thread; otherwise the bus calls ``deliver(event, due)``
+        with what was returned, after releasing its lock.
         """
         raise NotImplementedError
 
-    def deliver(self) -> None:
-        """Run subscriber callbacks that are due (outside the bus lock)."""
+    def deliver(self, event: Event | None = None, due: object = DRAIN) -> None:
+        """Run subscriber callbacks that are due (outside the bus lock).
+
+        With no arguments: whatever is queued.
+        """
 
     def subscribe(self, sub: Subscription, start: str | float) -> None:
         """Start delivering to ``sub``.

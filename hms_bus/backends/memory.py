@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from ..retention import DEFAULT_MAX_RETAINED, DEFAULT_WINDOW_S, Retention
 from ..topics import TopicIndex
-from .base import ALL, NEW, Backend
+from .base import ALL, DRAIN, NEW, Backend
 
 if TYPE_CHECKING:
     from ..bus import Bus, Subscription
@@ -54,44 +54,41 @@ class MemoryBackend(Backend):
         self._direct: deque[tuple[Event, Subscription]] = deque()
         self._dispatching = False
         self._dispatched_seq = 0
-        self._current: tuple[Event, tuple[Subscription, ...]] | None = None
         self._owner = 0  # the thread that is delivering
 
     def attach(self, bus: Bus) -> None:
         super().attach(bus)
         self._lock = bus._lock
 
-    def publish(self, event: Event) -> bool:
+    def publish(self, event: Event) -> tuple[Subscription, ...] | None:
         self.retention.append(event)
         if self._dispatching or self._queue or self._direct:
             self._queue.append(event)
-            return not self._dispatching
+            return None if self._dispatching else DRAIN
+        # Nobody is delivering and nothing waits: this thread delivers now.
         self._dispatching = True
         self._owner = _get_ident()
         self._dispatched_seq = event._seq
-        self._current = (event, self._index.lookup(event._topic))
-        return True
+        return self._index.lookup(event._topic)
 
-    def deliver(self) -> None:
+    def deliver(self, event: Event | None = None, subs: object = DRAIN) -> None:
         lock = self._lock
-        with lock:
-            if self._current is None:
+        if subs is DRAIN:
+            with lock:
                 if self._dispatching or not (self._queue or self._direct):
                     return
                 self._dispatching = True
                 self._owner = _get_ident()
-                self._current = self._next()
-            ev, subs = self._current  # type: ignore[misc]
-            self._current = None
+                event, subs = self._next()
         failed = self.bus._subscriber_failed
         try:
             while True:
-                for sub in subs:
+                for sub in subs:  # type: ignore[attr-defined]
                     if sub.active:
                         try:
-                            sub.fn(ev)
+                            sub.fn(event)
                         except Exception as exc:
-                            failed(sub, ev, exc)
+                            failed(sub, event, exc)
                 if not (self._queue or self._direct):
                     # Lock-free exit for the common case: step down, then
                     # look again, so an event queued meanwhile is not stranded.
@@ -100,7 +97,7 @@ class MemoryBackend(Backend):
                         self.deliver()
                     return
                 with lock:
-                    ev, subs = self._next()
+                    event, subs = self._next()
         except BaseException:
             self._dispatching = False
             raise
