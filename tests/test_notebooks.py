@@ -1,0 +1,206 @@
+"""The notebooks: their shape, and proof that nbval catches a changed number.
+
+``make test`` runs every notebook under ``pytest --nbval`` and compares each
+cell's output with the stored one. These tests check what nbval cannot: that
+stored outputs come from a full run, that exercises check themselves, that the
+path through the notebooks is linked in order, and that a change to a number
+in a notebook really does fail the run.
+"""
+
+from __future__ import annotations
+
+import configparser
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import hms_bus
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+SANITIZE = ROOT / "tests" / "nbval_sanitize.cfg"
+
+PATH = [
+    "00-index.ipynb",
+    "01-first-taste.ipynb",
+    "02-anatomy-of-an-event.ipynb",
+    "03-topics-and-wildcards.ipynb",
+    "04-behind-the-curtain.ipynb",
+    "05-retention-and-replay.ipynb",
+    "06-monitor.ipynb",
+    "07-hurricane-ida-simulation.ipynb",
+    "08-governors-dashboard.ipynb",
+    "09-nats-backend.ipynb",
+    "10-for-instructors.ipynb",
+]
+"""The learner's path, in order; later notebooks join as their issues land."""
+
+EXISTING = [name for name in PATH if (NOTEBOOKS / name).exists()]
+LESSONS = [name for name in EXISTING if name != "00-index.ipynb"]
+
+
+def load(name: str) -> dict:
+    return json.loads((NOTEBOOKS / name).read_text(encoding="utf-8"))
+
+
+def code_cells(nb: dict) -> list[dict]:
+    return [c for c in nb["cells"] if c["cell_type"] == "code"]
+
+
+def source(cell: dict) -> str:
+    src = cell["source"]
+    return src if isinstance(src, str) else "".join(src)
+
+
+def tags(cell: dict) -> list[str]:
+    return cell.get("metadata", {}).get("tags", [])
+
+
+def output_text(output: dict) -> str:
+    if "text" in output:
+        return source({"source": output["text"]})
+    if output["output_type"] == "error":
+        return f"{output['ename']}: {output['evalue']}"
+    return "".join(source({"source": v}) for v in output.get("data", {}).values())
+
+
+def links(text: str) -> list[str]:
+    return re.findall(r"\]\(([\w-]+\.ipynb)\)", text)
+
+
+def test_the_first_five_notebooks_exist():
+    assert EXISTING[:6] == PATH[:6]
+
+
+def test_index_links_all_ten_notebooks_in_order():
+    text = "".join(source(c) for c in load("00-index.ipynb")["cells"])
+    assert links(text)[: len(PATH) - 1] == PATH[1:]
+
+
+@pytest.mark.parametrize("name", EXISTING)
+def test_notebook_ends_with_a_link_to_the_next(name):
+    last = load(name)["cells"][-1]
+    assert last["cell_type"] == "markdown"
+    assert links(source(last)) == [PATH[PATH.index(name) + 1]]
+
+
+@pytest.mark.parametrize("name", LESSONS)
+def test_notebook_starts_with_what_the_learner_will_be_able_to_do(name):
+    first = load(name)["cells"][0]
+    assert first["cell_type"] == "markdown"
+    assert "you will be able to" in source(first)
+
+
+@pytest.mark.parametrize("name", EXISTING)
+def test_stored_outputs_come_from_one_full_run(name):
+    """Counts run 1, 2, 3... in order: outputs are from a fresh top-to-bottom
+    run, and plain ``nbstripout`` (which would leave nbval nothing to compare)
+    was not used."""
+    nb = load(name)
+    assert nb["metadata"]["kernelspec"]["name"] == "python3"
+    counts = [c["execution_count"] for c in code_cells(nb) if source(c).strip()]
+    assert counts == list(range(1, len(counts) + 1))
+
+
+@pytest.mark.parametrize("name", LESSONS)
+def test_exercises_have_a_hidden_solution_and_end_in_an_assert(name):
+    """Each exercise is: hidden solution, the learner's cell, a check that asserts."""
+    cells = load(name)["cells"]
+    solutions = [i for i, c in enumerate(cells) if "solution" in tags(c)]
+    assert solutions, f"{name} has no exercises"
+    for i in solutions:
+        assert cells[i]["metadata"]["jupyter"]["source_hidden"] is True
+        answer, check = cells[i + 1], cells[i + 2]
+        assert source(answer).startswith("# Your answer")
+        assert check["cell_type"] == "code" and "assert " in source(check)
+
+
+@pytest.mark.parametrize("name", EXISTING)
+def test_error_cells_are_tagged_and_store_their_error(name):
+    """A cell shows an error only when tagged ``raises-exception``, and then it must."""
+    for cell in code_cells(load(name)):
+        errors = [o for o in cell["outputs"] if o["output_type"] == "error"]
+        assert bool(errors) == ("raises-exception" in tags(cell)), source(cell)
+
+
+@pytest.mark.parametrize("name", EXISTING)
+def test_notebooks_use_only_the_public_api(name):
+    code = "\n".join(source(c) for c in code_cells(load(name)))
+    assert "from hms_bus." not in code and "import hms_bus." not in code
+    for attr in re.findall(r"\bhms_bus\.(\w+)", code):
+        assert attr in hms_bus.__all__, f"hms_bus.{attr} is not public"
+    for names in re.findall(r"from hms_bus import ([\w, ]+)", code):
+        for imported in names.split(","):
+            assert imported.strip() in hms_bus.__all__, imported
+    assert not re.search(r"\._\w", code), "private attribute used"
+
+
+@pytest.mark.parametrize("name", [n for n in LESSONS if n != "01-first-taste.ipynb"])
+def test_every_bus_runs_on_a_virtual_clock(name):
+    code = "\n".join(source(c) for c in code_cells(load(name)))
+    calls = re.findall(r"\bBus\((.*)", code)
+    assert calls
+    assert all("clock=" in call for call in calls), calls
+
+
+@pytest.mark.parametrize("name", EXISTING)
+def test_no_wall_clock_time_reaches_a_stored_output(name):
+    """Every timestamp shown is on the virtual clocks' August 2021 days."""
+    for cell in code_cells(load(name)):
+        for output in cell["outputs"]:
+            for stamp in re.findall(r"\d{4}-\d\d-\d\dT[\d:.]+", output_text(output)):
+                assert stamp.startswith(("2021-08-29", "2021-08-30")), stamp
+
+
+def test_sanitizers_leave_deterministic_values_alone():
+    """Sanitizing is for addresses and temp paths, never ids, times or counts."""
+    cfg = configparser.ConfigParser()
+    cfg.read(SANITIZE)
+    patterns = [re.compile(cfg[s]["regex"]) for s in cfg.sections()]
+    assert patterns
+    for kept in ["2021-08-29T12:00:00.000Z", "evt-d82c07cd-000001", "(26, 10)", "'27'"]:
+        assert not any(p.search(kept) for p in patterns), kept
+    for noisy in ["<Line2D at 0x7f3a2c1b9e50>", "/tmp/ipykernel_4123/2081.py"]:
+        assert any(p.search(noisy) for p in patterns), noisy
+
+
+def test_changing_a_number_in_a_notebook_fails_nbval_with_both_values(tmp_path):
+    """Publish 26 payments instead of 25: nbval reports the stored 27 and the new 28."""
+    nb = load("01-first-taste.ipynb")
+    edited = [c for c in code_cells(nb) if "range(25)" in source(c)]
+    assert len(edited) == 1
+    edited[0]["source"] = source(edited[0]).replace("range(25)", "range(26)")
+    copy = tmp_path / "01-first-taste.ipynb"
+    copy.write_text(json.dumps(nb), encoding="utf-8")
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--nbval",
+            "--nbval-current-env",
+            "--nbval-sanitize-with",
+            str(SANITIZE),
+            "--rootdir",
+            str(tmp_path),
+            copy.name,
+        ],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    out = run.stdout + run.stderr
+    assert run.returncode == 1, out
+    assert "1 failed" in out, out
+    assert re.search(r"'27' == '28'", out), out
+    assert 'len(replay("payments.sent"))' in out, out
