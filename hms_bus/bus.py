@@ -63,7 +63,7 @@ When = datetime | str | float | timedelta
 
 def _default_src() -> str:
     main = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
-    if main in ("", "-c", "-m") or main.startswith("ipykernel"):
+    if main in ("", "-", "-c", "-m") or main.startswith("ipykernel"):
         return "python"
     return os.path.splitext(main)[0] or "python"
 

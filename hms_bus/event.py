@@ -23,7 +23,7 @@ _PLAIN = _SCALARS - {float}  # floats need a finiteness check
 _STRS = frozenset({str})
 _READ_ONLY = (
     "event data is read-only: every subscriber shares the published copy; "
-    "make your own with hms_bus.thaw(ev['data']) or dict(ev['data'])"
+    "make your own mutable deep copy with hms_bus.thaw(ev['data'])"
 )
 
 
@@ -85,8 +85,9 @@ def freeze(value: Any) -> Any:
     try:
         return _freeze(value)
     except _NotJson:
-        _explain(value, "data")
-        raise  # pragma: no cover - _explain always raises
+        pass
+    _explain(value, "data")  # raises, outside the except block: no chained traceback
+    raise AssertionError(f"{value!r} failed the JSON check but passed _explain")
 
 
 class _NotJson(Exception):

@@ -35,9 +35,12 @@ def _tokens(text: object, what: str) -> list[str]:
         )
     tokens = text.split(".")
     if "" in tokens:
-        fixed = ".".join(t for t in tokens if t) or "payments.sent"
+        fixed = ".".join(t for t in tokens if t) or "payments"
+        hint = repr(fixed)
+        if what == "pattern" and tokens[-1] == "":
+            hint = f"{fixed + '.*'!r} (one more token) or {fixed + '.>'!r} (the rest)"
         raise ValueError(
-            f"{what} {text!r} has an empty token (a leading, trailing or double dot); use {fixed!r}"
+            f"{what} {text!r} has an empty token (a leading, trailing or double dot); use {hint}"
         )
     return tokens
 
@@ -82,9 +85,11 @@ def validate_pattern(pattern: object) -> str:
                 )
             continue
         if "*" in tok or ">" in tok:
-            prefix = ".".join(tokens[:i])
-            one = f"{prefix}.*" if prefix else "*"
-            rest = f"{prefix}.>" if prefix else ">"
+            # With no literal token before it, build the example on the stem:
+            # 'pay*' -> 'pay.*', which shows that wildcards stand for tokens.
+            stem = tok.replace("*", "").replace(">", "") or "payments"
+            prefix = ".".join(tokens[:i]) or stem
+            one, rest = f"{prefix}.*", f"{prefix}.>"
             raise ValueError(
                 f"pattern {pattern!r} has a wildcard inside the token {tok!r}; "
                 f"wildcards are whole tokens: use {one!r} (one token) or "

@@ -127,3 +127,10 @@ def test_clock_never_runs_backwards(clock):
         clock.set("2021-08-29T11:00:00Z")
     with pytest.raises(ValueError, match="never goes back"):
         clock.advance(-1)
+
+
+def test_status_counts_only_unexpired_events(clock):
+    bus = Bus(clock=clock)
+    bus.publish("a.b")
+    clock.advance(25 * 3600)
+    assert bus.status()["retained"] == 0

@@ -33,7 +33,7 @@ def test_matches_by_whole_tokens(pattern, topic, expected):
 
 
 BAD_PATTERNS = [
-    ("pay*", ValueError, r"wildcard inside the token 'pay\*'.*'\*' \(one token\) or '>'"),
+    ("pay*", ValueError, r"wildcard inside the token 'pay\*'.*'pay.\*' \(one token\) or 'pay.>'"),
     ("payments.sent*", ValueError, r"use 'payments.\*' \(one token\) or 'payments.>'"),
     ("a..b", ValueError, r"empty token.*use 'a.b'"),
     (".a", ValueError, "empty token"),
@@ -128,3 +128,8 @@ def test_index_cache_is_refreshed_after_subscribe():
     assert index.lookup("a.b") == ("first",)
     index.add("a.b", "second")
     assert index.lookup("a.b") == ("first", "second")
+
+
+def test_trailing_dot_in_a_pattern_suggests_both_wildcards():
+    with pytest.raises(ValueError, match=r"use 'payments.\*' \(one more token\) or 'payments.>'"):
+        validate_pattern("payments.")

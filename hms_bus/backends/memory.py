@@ -150,6 +150,8 @@ class MemoryBackend(Backend):
             self.deliver()
 
     def status(self) -> dict:
+        with self._lock:
+            self.retention.expire(self.bus._now())
         return {
             "url": self.url,
             "retained": len(self.retention),
