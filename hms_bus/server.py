@@ -108,7 +108,7 @@ class NatsServer:
     def _config(self) -> Path:
         lines = [
             f'server_name: "{self.name}"',
-            'listen: "127.0.0.1:%d"' % self.port,
+            f'listen: "127.0.0.1:{self.port}"',
             "jetstream {",
             f'  store_dir: "{self.store.as_posix()}"',
         ]

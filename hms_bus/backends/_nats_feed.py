@@ -148,7 +148,9 @@ class Feed:
             return
         self._busy = True
         self.resets += 1
-        log.info("re-creating the consumer for %s after seq %d: %s", self.subject, self.last_seq, why)
+        log.info(
+            "re-creating the consumer for %s after seq %d: %s", self.subject, self.last_seq, why
+        )
         delay = 0.1
         try:
             await self._drop()
@@ -185,7 +187,9 @@ class Feed:
             return
         sseq, cseq, ts, pending = parse_reply(msg.reply)
         if cseq != self._expected:
-            asyncio.ensure_future(self.reset(f"consumer sequence {cseq}, expected {self._expected}"))
+            asyncio.ensure_future(
+                self.reset(f"consumer sequence {cseq}, expected {self._expected}")
+            )
             return
         self._expected += 1
         if sseq <= self.last_seq:

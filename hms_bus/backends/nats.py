@@ -56,7 +56,7 @@ from ._nats_feed import Feed
 from .base import ALL, NEW, Backend
 
 if TYPE_CHECKING:
-    from ..bus import Bus, Subscription
+    from ..bus import Subscription
 
 __all__ = ["NatsBackend"]
 
@@ -189,8 +189,8 @@ class NatsBackend(Backend):
         self._feed: Feed | None = None
         self._looked_up = 0  # stream seq of the last live event matched to subscribers
         self._done_seq = 0  # ... and of the last one whose callbacks have returned
-        self._catching_up: dict[Subscription, list[Event]] = {}
-        self._skip_own: dict[Subscription, int] = {}
+        self._catching_up: dict[Subscription, None] = {}
+        self._skip_own: dict[Subscription, tuple[int, float]] = {}
         self._history_pending = 0
         self._recent: dict[str, None] = {}
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
@@ -293,9 +293,7 @@ class NatsBackend(Backend):
         self._epoch += 1
         if self._down_since is None and not self._closed:
             self._down_since = time.monotonic()
-            log.warning(
-                "lost NATS at %s; buffering publishes until it is back", self.url
-            )
+            log.warning("lost NATS at %s; buffering publishes until it is back", self.url)
 
     async def _on_reconnect(self) -> None:
         down = time.monotonic() - (self._down_since or time.monotonic())
@@ -380,7 +378,7 @@ class NatsBackend(Backend):
             return
         # NoStreamResponse while a cluster elects a leader, an API error, ...
         p.fut = None
-        p.due = self._loop.time() + min(0.05 * 2 ** p.attempts, 2.0)
+        p.due = self._loop.time() + min(0.05 * 2**p.attempts, 2.0)
         self._last_error = f"{type(exc).__name__}: {exc}"
 
     async def _supervise(self) -> None:
@@ -401,7 +399,7 @@ class NatsBackend(Backend):
                     p.fut = None
                     if p.epoch == self._epoch:
                         self.counts["timeouts"] += 1
-                        p.due = now + min(0.05 * 2 ** p.attempts, 2.0)
+                        p.due = now + min(0.05 * 2**p.attempts, 2.0)
                         continue
                     p.attempts -= 1  # cut off by a disconnect: not a real attempt
                 if p.attempts >= self.max_attempts:
@@ -410,7 +408,11 @@ class NatsBackend(Backend):
                     self._failed.append((p.event.id, self._last_error or "no ack"))
                     log.error(
                         "event %s (%s) not stored on NATS at %s after %d attempts: %s",
-                        p.event.id, p.event.topic, self.url, p.attempts, self._last_error,
+                        p.event.id,
+                        p.event.topic,
+                        self.url,
+                        p.attempts,
+                        self._last_error,
                     )
                     continue
                 self.counts["resent"] += 1
@@ -422,10 +424,13 @@ class NatsBackend(Backend):
     def subscribe(self, sub: Subscription, start: str | float) -> None:
         if self._feed is None:
             self._start_feed()
-        if start == NEW:
-            self._skip_own[sub] = self.bus._seq
-        else:
-            self._catching_up[sub] = []
+        if start != ALL:
+            # Events published here before subscribing may still be on their way
+            # to the stream; they arrive live and must obey the start point too.
+            cutoff = float("inf") if start == NEW else float(start)
+            self._skip_own[sub] = (self.bus._seq, cutoff)
+        if start != NEW:
+            self._catching_up[sub] = None
             self._history_pending += 1
             since = None if start == ALL else float(start)
             upto = self._looked_up
@@ -439,7 +444,11 @@ class NatsBackend(Backend):
         self._worker = threading.Thread(target=self._work, name="hms-bus-deliver", daemon=True)
         self._worker.start()
         feed = Feed(
-            self._nc, self._js, self.stream, f"{self.prefix}.>", self._live,
+            self._nc,
+            self._js,
+            self.stream,
+            f"{self.prefix}.>",
+            self._live,
             start_seq=info.state.last_seq + 1,
         )
         self._feed = feed
@@ -506,8 +515,13 @@ class NatsBackend(Backend):
         if since is not None and not getattr(self.bus.clock, "virtual", False):
             start_time = since - CLOCK_SKEW_S  # server time of a wall-clock event is later
         feed = Feed(
-            self._nc, self._js, self.stream, f"{self.prefix}.{pattern}", take,
-            start_time=start_time, on_empty=finish,
+            self._nc,
+            self._js,
+            self.stream,
+            f"{self.prefix}.{pattern}",
+            take,
+            start_time=start_time,
+            on_empty=finish,
         )
         await feed.start()
         try:
@@ -517,36 +531,41 @@ class NatsBackend(Backend):
         return out[:limit] if limit is not None else out
 
     def _work(self) -> None:
-        """The worker thread: calls subscribers, one event at a time, in stream order."""
+        """The worker thread: calls subscribers, one event at a time, in stream order.
+
+        While a new subscription waits for its kept events, live events are
+        held back, so that every subscriber still sees one global order.
+        """
         lock, jobs, failed = self.bus._lock, self._jobs, self.bus._subscriber_failed
+        held: deque[tuple[int, Event]] = deque()
+        idp = self.bus._idp
         while True:
-            job = jobs.get()
+            job = held.popleft() if held and not self._catching_up else jobs.get()
             if job is None:
                 return
             sseq, item = job
-            if sseq == 0:  # kept events for a new subscription, then what came meanwhile
+            if sseq == 0:  # the kept events of a new subscription
                 sub, events = item
-                with lock:
-                    backlog = self._catching_up.pop(sub, [])
-                for ev in events + backlog:
+                for ev in events:
                     if sub.active:
                         _call(sub, ev, failed)
                 with lock:
+                    del self._catching_up[sub]
                     self._history_pending -= 1
                 continue
             with lock:
+                if self._catching_up:
+                    held.append(job)
+                    continue
                 subs = self._index.lookup(item._topic)
                 self._looked_up = sseq
             for sub in subs:
                 if not sub.active:
                     continue
-                backlog = self._catching_up.get(sub)
-                if backlog is not None:
-                    backlog.append(item)
-                    continue
-                own = self._skip_own.get(sub)
-                if own is not None and item._idp == self.bus._idp and item._seq <= own:
-                    continue  # published here before a deliver="new" subscription
+                skip = self._skip_own.get(sub)
+                if skip and item._idp == idp and item._seq <= skip[0] and item._time < skip[1]:
+                    continue  # published here before the subscription's start
+
                 _call(sub, item, failed)
             self._done_seq = sseq
 
@@ -608,7 +627,11 @@ class NatsBackend(Backend):
         while self._outbox or self._inflight:
             self._check_deadline(deadline, timeout, "acknowledged")
             down = self._down_since
-            if down is not None and time.monotonic() - down > self.outage_timeout:
+            if (
+                deadline is None
+                and down is not None
+                and time.monotonic() - down > self.outage_timeout
+            ):
                 raise HmsBusError(
                     f"NATS at {self.url} has been unreachable for "
                     f"{time.monotonic() - down:.0f} s; {len(self._outbox) + len(self._inflight)} "
@@ -678,8 +701,17 @@ class NatsBackend(Backend):
         await self._nc.close()
 
     def _stop_loop(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
+        loop = self._loop
+
+        def stop() -> None:
+            for task in asyncio.all_tasks(loop):
+                task.cancel()
+            loop.call_soon(loop.stop)  # after the cancelled tasks had their turn
+
+        loop.call_soon_threadsafe(stop)
         self._thread.join(5)
+        if not self._thread.is_alive():
+            loop.close()
 
     def __repr__(self) -> str:
         return f"<NatsBackend {self.url} stream={self.stream} {self._state()}>"
