@@ -106,9 +106,23 @@ class Feed:
             cfg.deliver_policy = DeliverPolicy.ALL
         return cfg
 
-    async def start(self) -> None:
-        """Create the first consumer (raises if the server refuses) and start watching it."""
-        await self._create()
+    async def start(self, timeout: float = 30.0) -> None:
+        """Create the first consumer and start watching it.
+
+        Retries while a cluster elects a leader; raises after ``timeout`` seconds.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        delay = 0.1
+        while True:
+            try:
+                await self._create()
+                break
+            except Exception:
+                if loop.time() > deadline:
+                    raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
         self._watch = asyncio.ensure_future(self._watchdog())
 
     async def _create(self) -> None:

@@ -217,6 +217,8 @@ class NatsBackend(Backend):
         try:
             return fut.result(timeout)
         except concurrent.futures.TimeoutError:
+            if fut.done():
+                raise  # the coroutine's own timeout
             fut.cancel()
             raise TimeoutError(f"NATS at {self.url} did not answer within {timeout} s") from None
 
@@ -439,7 +441,7 @@ class NatsBackend(Backend):
 
     def _start_feed(self) -> None:
         """Start the shared feed just after the stream's last sequence (under the bus lock)."""
-        info = self._call(self._js.stream_info(self.stream), 10)
+        info = self._call(self._stream_state(), 40)
         self._looked_up = self._done_seq = info.state.last_seq
         self._worker = threading.Thread(target=self._work, name="hms-bus-deliver", daemon=True)
         self._worker.start()
@@ -586,7 +588,7 @@ class NatsBackend(Backend):
         if limit == 0:
             return []
         self._wait_acked(time.monotonic() + 60, 60)  # read your own writes
-        info = self._call(self._js.stream_info(self.stream), 10)
+        info = self._call(self._stream_state(), 40)
         upto = info.state.last_seq
         if upto == 0 or info.state.messages == 0:
             return []
@@ -676,7 +678,7 @@ class NatsBackend(Backend):
 
     def stream_info(self) -> Any:
         """The server's view of the stream (``state.messages``, ``cluster.leader``, ...)."""
-        return self._call(self._js.stream_info(self.stream), 10)
+        return self._call(self._stream_state(), 40)
 
     def close(self) -> None:
         if self._closed:
@@ -699,6 +701,31 @@ class NatsBackend(Backend):
         if self._feed is not None:
             await self._feed.close()
         await self._nc.close()
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in others:
+            task.cancel()
+        await asyncio.wait(others, timeout=2) if others else None
+
+    async def _stream_state(self) -> Any:
+        """Stream info, retried while a cluster elects a new leader."""
+        deadline = time.monotonic() + 30
+        delay = 0.1
+        while True:
+            try:
+                return await self._js.stream_info(self.stream)
+            except nats.js.errors.NotFoundError:
+                raise HmsBusError(
+                    f"stream {self.stream!r} is gone from NATS at {self.url}; "
+                    f"connect again to re-create it"
+                ) from None
+            except (asyncio.TimeoutError, nats.errors.Error) as exc:
+                if time.monotonic() > deadline:
+                    raise HmsBusError(
+                        f"NATS at {self.url} gave no info on stream {self.stream!r} "
+                        f"for 30 s: {type(exc).__name__}: {exc}"
+                    ) from None
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
 
     def _stop_loop(self) -> None:
         loop = self._loop
