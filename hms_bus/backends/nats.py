@@ -11,10 +11,12 @@ bus here. How the bus maps onto JetStream:
   plus this connection's session, so a re-send is stored once while two runs
   of a seeded simulation (same event ids) do not swallow each other.
 * ``publish`` only appends to a queue (about a microsecond). A sender task
-  on a private event loop feeds ``publish_async``, puts its own timeout on
-  every ack (nats-py's never expire), re-sends with the same id with back-off
-  and gives up after ``max_attempts``; :meth:`NatsBackend.flush` waits for
-  every ack and raises if some event could not be stored.
+  on a private event loop makes asynchronous publishes whose acks come to
+  one inbox of ours (so error replies are seen, unlike nats-py's
+  ``publish_async`` futures, which never resolve on some server errors),
+  puts its own timeout on every ack, re-sends with the same id with
+  back-off and gives up after ``max_attempts``; :meth:`NatsBackend.flush`
+  waits for every ack and raises if some event could not be stored.
 * Subscriptions share one feed of the stream (a consumer from the sequence
   where the first one started). A worker thread calls subscribers one at a
   time in stream order, so a callback may publish. A new subscription reads
@@ -31,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
+import itertools
 import json
 import logging
 import queue
@@ -77,16 +80,29 @@ CLOCK_SKEW_S = 300.0
 
 
 class _Pending:
-    __slots__ = ("event", "subject", "payload", "headers", "attempts", "due", "fut", "epoch")
+    """One event on its way to the stream: sent and awaiting its ack, or due for a re-send."""
 
-    def __init__(self, event: Event, subject: str, payload: bytes, headers: dict) -> None:
+    __slots__ = (
+        "event",
+        "subject",
+        "payload",
+        "headers",
+        "reply",
+        "attempts",
+        "due",
+        "waiting",
+        "epoch",
+    )
+
+    def __init__(self, event: Event, subject: str, payload: bytes, headers: dict, reply: str):
         self.event = event
         self.subject = subject
         self.payload = payload
         self.headers = headers
+        self.reply = reply
         self.attempts = 0
         self.due = 0.0
-        self.fut: asyncio.Future | None = None
+        self.waiting = False  # sent, ack not yet in
         self.epoch = 0
 
 
@@ -244,7 +260,13 @@ class NatsBackend(Backend):
                 f"cannot reach a NATS server at {self.url} within {timeout:g} s ({why}); "
                 f"{HOW_TO_START}"
             ) from None
-        self._js = self._nc.jetstream(publish_async_max_pending=MAX_INFLIGHT)
+        self._js = self._nc.jetstream()
+        # Acks come back on our own inbox: an error reply (full stream, no
+        # leader) is seen at once instead of only by error_cb (nats.py #985).
+        self._ack_prefix = self._nc.new_inbox() + "."
+        self._ack_cut = len(self._ack_prefix)
+        self._tokens = itertools.count(1)
+        await self._nc.subscribe(self._ack_prefix + "*", cb=self._on_ack, pending_msgs_limit=-1)
         try:
             await self._ensure_stream(timeout + 15)
         except BaseException:
@@ -327,8 +349,9 @@ class NatsBackend(Backend):
     def _encode(self, ev: Event) -> _Pending:
         body = {"id": ev.id, "time": ev._time, "src": ev._src, "data": ev._data}
         payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        token = str(next(self._tokens))
         headers = {"Nats-Msg-Id": f"{ev.id}.{self._session}"}
-        return _Pending(ev, f"{self.prefix}.{ev._topic}", payload, headers)
+        return _Pending(ev, f"{self.prefix}.{ev._topic}", payload, headers, token)
 
     async def _sender(self) -> None:
         outbox, inflight, nc = self._outbox, self._inflight, self._nc
@@ -341,12 +364,12 @@ class NatsBackend(Backend):
             self._awake = True
             for _ in range(min(len(outbox), MAX_INFLIGHT - len(inflight), 512)):
                 p = self._encode(outbox.popleft())
-                inflight[p.headers["Nats-Msg-Id"]] = p
+                inflight[p.reply] = p
                 if not await self._send(p):
                     break
 
     async def _send(self, p: _Pending) -> bool:
-        """Send ``p`` once; False when the connection cannot take it now."""
+        """Send ``p`` once, its ack to come to our inbox; False if that cannot be done now."""
         if not self._nc.is_connected:
             p.due = self._loop.time() + 0.25
             return False
@@ -354,34 +377,42 @@ class NatsBackend(Backend):
         p.epoch = self._epoch
         p.due = self._loop.time() + self.ack_timeout
         try:
-            fut = await self._js.publish_async(p.subject, p.payload, headers=p.headers)
-        except Exception as exc:  # buffer full while reconnecting, too many stalled...
+            await self._nc.publish(
+                p.subject, p.payload, reply=self._ack_prefix + p.reply, headers=p.headers
+            )
+        except Exception as exc:  # the pending buffer is full while reconnecting, ...
             await self._on_error(exc)
             p.due = self._loop.time() + 0.25
             return False
-        p.fut = fut
-        fut.add_done_callback(lambda f, p=p: self._acked(p, f))
+        p.waiting = True
         return True
 
-    def _acked(self, p: _Pending, fut: asyncio.Future) -> None:
-        if fut.cancelled() or p.fut is not fut:
-            return
-        key = p.headers["Nats-Msg-Id"]
-        exc = fut.exception()
-        if exc is None:
-            ack = fut.result()
-            if self._inflight.pop(key, None) is not None:
-                self.counts["acked"] += 1
-                self.counts["duplicates"] += bool(ack.duplicate)
-                if ack.seq > self._acked_seq:
-                    self._acked_seq = ack.seq
+    async def _on_ack(self, msg: Any) -> None:
+        p = self._inflight.get(msg.subject[self._ack_cut :])
+        if p is None:
+            return  # a late ack of an event already acked
+        error = None
+        if not msg.data:
+            status = msg.headers.get("Status") if msg.headers else None
+            error = "no responders: the stream has no leader" if status == "503" else status
+        else:
+            ack = json.loads(msg.data)
+            error = ack.get("error")
+        if error is None:
+            del self._inflight[p.reply]
+            counts = self.counts
+            counts["acked"] += 1
+            if ack.get("duplicate"):
+                counts["duplicates"] += 1
+            if ack["seq"] > self._acked_seq:
+                self._acked_seq = ack["seq"]
             if len(self._inflight) < MAX_INFLIGHT // 2:
                 self._wake.set()
             return
-        # NoStreamResponse while a cluster elects a leader, an API error, ...
-        p.fut = None
+        # No stream leader while a cluster elects one, a full stream, ...
+        p.waiting = False
         p.due = self._loop.time() + min(0.05 * 2**p.attempts, 2.0)
-        self._last_error = f"{type(exc).__name__}: {exc}"
+        self._last_error = error if isinstance(error, str) else json.dumps(error)
 
     async def _supervise(self) -> None:
         """Re-send what was not acked in time, with back-off; give up after max_attempts."""
@@ -394,11 +425,8 @@ class NatsBackend(Backend):
             for key, p in list(self._inflight.items()):
                 if p.due > now or key not in self._inflight:
                     continue
-                if p.fut is not None:
-                    if p.fut.done():
-                        continue
-                    p.fut.cancel()  # frees nats-py's slot; a late ack is ignored
-                    p.fut = None
+                if p.waiting:
+                    p.waiting = False  # a late ack still counts (same message id)
                     if p.epoch == self._epoch:
                         self.counts["timeouts"] += 1
                         p.due = now + min(0.05 * 2**p.attempts, 2.0)
