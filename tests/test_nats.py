@@ -323,8 +323,8 @@ def test_sigkill_mid_publish_then_restart_stores_each_event_once():
         ids = []
         for n in range(10_000):
             ids.append(b.publish("load.x", {"n": n}).id)  # never raises
-            if n % 500 == 499:
-                time.sleep(0.02)
+            if n % 20 == 19:
+                time.sleep(0.001)  # keep events in flight when the kill comes
         t.join()
         b.flush(60)
         assert killed.is_set()
