@@ -7,7 +7,7 @@ subscribe("payments.*", lambda ev: print(ev["topic"], ev["data"]))
 
 from __future__ import annotations
 
-from . import retention
+from . import retention, server
 from .backends import Backend, MemoryBackend
 from .bus import Bus, Subscription, collect, get_bus, publish, replay, subscribe, unsubscribe, use
 from .clock import Clock, VirtualClock, WallClock
@@ -31,6 +31,7 @@ __all__ = [
     "publish",
     "replay",
     "retention",
+    "server",
     "subscribe",
     "thaw",
     "unsubscribe",

