@@ -25,6 +25,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -141,7 +142,7 @@ class NatsServer:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                preexec_fn=_stop_with_parent if sys.platform == "linux" else None,
+                preexec_fn=_stop_with_parent if _from_main_thread_on_linux() else None,
             )
         deadline = time.monotonic() + START_TIMEOUT_S
         while not _accepts(self.port):
@@ -232,12 +233,17 @@ class NatsCluster:
         self.stop()
 
 
+def _from_main_thread_on_linux() -> bool:
+    # Linux sends the parent-death signal when the *thread* that started the
+    # child ends, so a server started from a short-lived thread would die early.
+    return sys.platform == "linux" and threading.current_thread() is threading.main_thread()
+
+
 def _stop_with_parent() -> None:
     """Have Linux stop the server if the Python process that started it dies.
 
     A notebook kernel killed mid-run (a cell timeout, nbval giving up) would
-    otherwise leave the server running. The signal follows the thread that
-    started the server, so start servers from a long-lived thread.
+    otherwise leave the server running.
     """
     try:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
