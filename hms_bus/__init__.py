@@ -1,13 +1,16 @@
 """hms_bus: an event bus with retention, replay and alerting, for learning.
 
-from hms_bus import publish, subscribe
-publish("payments.sent", {"user": "CIT-883", "amount": 1000})
-subscribe("payments.*", lambda ev: print(ev["topic"], ev["data"]))
+    from hms_bus import publish, subscribe
+    publish("payments.sent", {"user": "CIT-883", "amount": 1000})
+    subscribe("payments.*", lambda ev: print(ev["topic"], ev["data"]))
+
+``monitor`` turns events into alerts; ``retention`` replays the default bus;
+``server`` starts a throw-away nats-server for the NATS backend.
 """
 
 from __future__ import annotations
 
-from . import retention, server
+from . import monitor, retention, server
 from .backends import Backend, MemoryBackend
 from .bus import Bus, Subscription, collect, get_bus, publish, replay, subscribe, unsubscribe, use
 from .clock import Clock, VirtualClock, WallClock
@@ -28,6 +31,7 @@ __all__ = [
     "collect",
     "get_bus",
     "matches",
+    "monitor",
     "publish",
     "replay",
     "retention",
