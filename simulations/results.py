@@ -296,7 +296,7 @@ def _frame(ledger: list, start: float) -> pd.DataFrame:
             col[i] = data
     times = np.fromiter((ev._time for ev in ledger), float, n)
     columns: dict[str, Any] = {
-        "ts": [ev.ts for ev in ledger],
+        "ts": _iso(times),
         "time": pd.to_datetime(times, unit="s", utc=True),
         "hour": (times - start) / 3600,
         "topic": pd.Categorical([ev._topic for ev in ledger]),
@@ -304,8 +304,16 @@ def _frame(ledger: list, start: float) -> pd.DataFrame:
         "id": [ev.id for ev in ledger],
     }
     for key, col in fields.items():
+        if set(map(type, col)) <= {int, type(None)}:
+            col = pd.array(col, dtype="Int64")
         columns[f"data.{key}" if key in columns else key] = col
     return pd.DataFrame(columns)
+
+
+def _iso(times: np.ndarray) -> np.ndarray:
+    """Event timestamps as ``Event.ts`` writes them, for many at once."""
+    ms = np.round(times * 1000).astype("int64").astype("datetime64[ms]")
+    return np.char.add(np.datetime_as_string(ms, unit="ms"), "Z")
 
 
 def _pct(values: np.ndarray, q: float) -> float | None:
