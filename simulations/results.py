@@ -17,6 +17,8 @@ import pandas as pd
 
 from hms_bus.event import format_ts
 
+from .ida import no_gc
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -86,7 +88,8 @@ class Result:
     def events(self) -> pd.DataFrame:
         """One row per event: ts, time (UTC), hour (since the start), topic,
         src, id, then one column per data field (empty where absent)."""
-        return _frame(self.ledger, self.start)
+        with no_gc():
+            return _frame(self.ledger, self.start)
 
     @cached_property
     def alerts(self) -> pd.DataFrame:

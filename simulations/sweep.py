@@ -51,7 +51,7 @@ class Sweep:
     def report(self) -> str:
         seeds = sorted(set(self.runs["seed"]))
         head = f"Sweep of {self.scenario} over {', '.join(self.names)}; seeds {_seeds(seeds)}"
-        return head + "\n\n" + self.table.to_string(index=False, float_format=_fmt)
+        return head + "\n\n" + self.table.to_string(index=False, float_format=_fmt, na_rep="-")
 
     def save(self, out: str | Path) -> dict[str, Path]:
         """Write sweep_runs.csv and sweep_table.csv under ``out``."""
@@ -107,14 +107,14 @@ def _table(runs: pd.DataFrame, names: list[str]) -> pd.DataFrame:
     rows = []
     for key, g in runs.groupby(names, sort=False):
         key = key if isinstance(key, tuple) else (key,)
-        ttd = g["time_to_detect_s"].dropna()
+        ttd = g["time_to_detect_s"].astype(float).dropna()
         rows.append(
             {
                 **dict(zip(names, key, strict=True)),
                 "runs": len(g),
                 "detected": len(ttd),
-                "detect_median_s": ttd.median() if len(ttd) else None,
-                "detect_max_s": ttd.max() if len(ttd) else None,
+                "detect_median_s": ttd.median() if len(ttd) else float("nan"),
+                "detect_max_s": ttd.max() if len(ttd) else float("nan"),
                 "false_alerts_mean": g["false_alerts"].mean(),
                 "false_alerts_max": g["false_alerts"].max(),
             }
