@@ -175,6 +175,7 @@ class Ach:
         self.attempts = 1 + p["ach.retries"]
         self.backoff_s = p["ach.backoff_s"]
         self.ids = itertools.count(1)
+        self.open = 0  # payments started and not yet sent or failed
 
 
 class Dashboard:
@@ -316,6 +317,7 @@ def hms_ach(env: simpy.Environment, relief: Relief, name: str, ach: Ach, bank: B
     doubling back-off, and reports the payment as sent or failed."""
     pid = f"PAY-{next(ach.ids):06d}"
     started = env.now
+    ach.open += 1
     relief.publish(
         "ach.initiated", {"payment": pid, "citizen": name, "amount": ach.amount}, "hms-ach"
     )
@@ -323,6 +325,7 @@ def hms_ach(env: simpy.Environment, relief: Relief, name: str, ach: Ach, bank: B
     for attempt in range(1, ach.attempts + 1):
         status = yield from bank_api(env, relief, bank, pid, attempt, ach.timeout_s)
         if status == 200:
+            ach.open -= 1
             relief.publish(
                 "payments.sent",
                 {
@@ -346,6 +349,7 @@ def hms_ach(env: simpy.Environment, relief: Relief, name: str, ach: Ach, bank: B
             reason = f"bank answered {status}"
         if attempt < ach.attempts:
             yield env.timeout(ach.backoff_s * 2 ** (attempt - 1))
+    ach.open -= 1
     relief.publish(
         "payments.failed",
         {
@@ -570,7 +574,7 @@ def simulate(
         alerts=pager.alerts,
         pages=pager.pages,
         dashboard=dashboard,
-        in_flight=len(bank.lines.users) + len(hlt.workers.users),
+        in_flight_payments=ach.open,
         incidents=_incidents(p, hours),
         bus_status=status,
         wall_s=time.perf_counter() - wall,

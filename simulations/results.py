@@ -71,7 +71,8 @@ class Result:
         self.ledger = day.events
         self.incidents = day.incidents
         self.wall_s = day.wall_s
-        self.in_flight = day.in_flight
+        self.in_flight_payments = day.in_flight_payments
+        """Payments ACH had started but not finished when the run ended."""
         self._day = day
         self.summary = self._summarise()
 
