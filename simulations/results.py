@@ -284,20 +284,17 @@ class Result:
 
 def _frame(ledger: list, start: float) -> pd.DataFrame:
     n = len(ledger)
-    fields: dict[str, list] = {}
+    fields: dict[str, tuple[list[int], list[Any]]] = {}
     for i, ev in enumerate(ledger):
         data = ev._data
-        if isinstance(data, dict):
-            for key, value in data.items():
-                col = fields.get(key)
-                if col is None:
-                    col = fields[key] = [None] * n
-                col[i] = value
-        elif data is not None:
-            col = fields.get("data")
-            if col is None:
-                col = fields["data"] = [None] * n
-            col[i] = data
+        if not isinstance(data, dict):
+            data = {} if data is None else {"data": data}
+        for key, value in data.items():
+            field = fields.get(key)
+            if field is None:
+                field = fields[key] = ([], [])
+            field[0].append(i)
+            field[1].append(value)
     times = np.fromiter((ev._time for ev in ledger), float, n)
     columns: dict[str, Any] = {
         "ts": _iso(times),
@@ -307,11 +304,30 @@ def _frame(ledger: list, start: float) -> pd.DataFrame:
         "src": pd.Categorical([ev._src for ev in ledger]),
         "id": [ev.id for ev in ledger],
     }
-    for key, col in fields.items():
-        if set(map(type, col)) <= {int, type(None)}:
-            col = pd.array(col, dtype="Int64")
-        columns[f"data.{key}" if key in columns else key] = col
+    for key, (rows, values) in fields.items():
+        columns[f"data.{key}" if key in columns else key] = _column(n, rows, values)
     return pd.DataFrame(columns)
+
+
+def _column(n: int, rows: list[int], values: list[Any]) -> Any:
+    """One data field as a column of ``n`` rows, empty where events lack it:
+    whole numbers as nullable Int64, other numbers as float, the rest as is."""
+    kinds = set(map(type, values))
+    idx = np.asarray(rows, dtype=np.intp)
+    if kinds <= {int, float} and kinds:
+        if kinds == {int}:
+            data = np.zeros(n, dtype=np.int64)
+            data[idx] = values
+            mask = np.ones(n, dtype=bool)
+            mask[idx] = False
+            return pd.arrays.IntegerArray(data, mask)
+        data = np.full(n, np.nan)
+        data[idx] = values
+        return data
+    out: list[Any] = [None] * n
+    for i, value in zip(rows, values, strict=True):
+        out[i] = value
+    return out
 
 
 def _iso(times: np.ndarray) -> np.ndarray:
