@@ -244,16 +244,28 @@ class Result:
                 i["start_s"] / 3600, i["end_s"] / 3600, color="0.6", alpha=0.25,
                 hatch="//", label=f"bank {i['kind']}",
             )  # fmt: skip
-        for n, span in enumerate(self._spans()):
+        # One lane per rule along the top, so overlapping alerts stay readable.
+        spans = self._spans()
+        lanes = {rule: n for n, rule in enumerate(dict.fromkeys(s["rule"] for s in spans))}
+        labelled: set[str] = set()
+        for span in spans:
+            top = 0.99 - 0.06 * lanes[span["rule"]]
             ax.axvspan(
-                span["start_h"], span["end_h"], color="red", alpha=0.15,
-                label="alert firing" if n == 0 else None,
+                span["start_h"], span["end_h"], ymin=top - 0.05, ymax=top, color="red",
+                alpha=0.35, label=None if labelled else "alert firing",
             )  # fmt: skip
+            if span["rule"] not in labelled:
+                labelled.add(span["rule"])
+                ax.text(
+                    span["end_h"], top - 0.025, f" {span['rule']}", va="center", fontsize="x-small",
+                    transform=ax.get_xaxis_transform(), color="darkred",
+                )  # fmt: skip
         ax.set_yscale("symlog", linthresh=10)
         ax.set_xlim(0, self.hours)
         ax.set_xlabel(f"hours since {format_ts(self.start)[:16]}Z")
         ax.set_ylabel("events per minute")
         ax.set_title(f"Ida relief day: {self.scenario.name}, seed {self.seed}")
+        ax.set_ylim(top=ax.get_ylim()[1] * 4)  # room for the alert lanes
         ax.legend(loc="upper left", fontsize="small", ncol=2)
         return fig
 
