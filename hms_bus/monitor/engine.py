@@ -33,13 +33,13 @@ from .evaluators import Evaluator, make_evaluator
 from .lifecycle import Track
 from .rules import Rule
 
-__all__ = ["Engine", "check_rules"]
+__all__ = ["Engine", "validate_rules"]
 
 INF = math.inf
 Observe = Callable[[float, Any], None]
 
 
-def check_rules(rules: object) -> list[Rule]:
+def validate_rules(rules: object) -> list[Rule]:
     """Return ``rules`` as a list, or raise if it is not a list of distinctly named rules."""
     if isinstance(rules, Rule):
         rules = [rules]
@@ -70,7 +70,7 @@ class Engine:
     """
 
     def __init__(self, rules: Iterable[Rule], start: float) -> None:
-        self.rules = check_rules(rules)
+        self.rules = validate_rules(rules)
         self.start = self.now = float(start)
         self.records: list[dict[str, Any]] = []
         self._out: list[dict[str, Any]] = []
