@@ -108,10 +108,11 @@ class Result:
                     "bound": d.get("bound"),
                     "window": d.get("window"),
                     "group": d.get("group"),
+                    "summary": d.get("summary"),
                     "id": ev.id,
                 }
             )
-        cols = ["ts", "hour", "rule", "state", "value", "bound", "window", "group", "id"]
+        cols = ["ts", "hour", "rule", "state", "value", "bound", "window", "group", "summary", "id"]
         return pd.DataFrame(rows, columns=cols)
 
     @cached_property

@@ -171,6 +171,8 @@ class Scenario(Mapping):
         values = {k: p.default for k, p in PARAMS.items()}
         values.update(_checked(params or {}, f"scenario {name!r}"))
         self._values = values
+        self.changed: dict[str, Any] = {}
+        """The overrides applied on top of the stored scenario."""
 
     @classmethod
     def load(cls, name: str | Scenario) -> Scenario:
@@ -194,7 +196,7 @@ class Scenario(Mapping):
         if not merged:
             return self
         new = Scenario(self.name, {**self._values, **merged}, self.description)
-        new.changed = {**getattr(self, "changed", {}), **_checked(merged, "override")}
+        new.changed = {**self.changed, **_checked(merged, "override")}
         return new
 
     def __getitem__(self, key: str) -> Any:
@@ -207,8 +209,7 @@ class Scenario(Mapping):
         return len(self._values)
 
     def __repr__(self) -> str:
-        changed = getattr(self, "changed", {})
-        extra = "".join(f", {k}={v!r}" for k, v in changed.items())
+        extra = "".join(f", {k}={v!r}" for k, v in self.changed.items())
         return f"Scenario({self.name!r}{extra})"
 
     def table(self) -> str:
