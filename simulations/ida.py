@@ -41,6 +41,8 @@ import simpy
 
 from hms_bus import Bus, VirtualClock
 
+from .watchers import AuditLedger, Dashboard, Pager
+
 RANDOM_SEED = 7
 SIM_HOURS = 24  # h of simulated time in a run
 START = "2021-08-29T00:00:00Z"  # the simulated day starts here (Ida's landfall day)
@@ -76,9 +78,6 @@ MGMT_CHECK_S = 60  # s between the management layer's health checks
 HLT_DEGRADED_QUEUE = 100  # citizens waiting for HLT before it counts as degraded
 DASHBOARD_SAMPLE_S = 600  # s between snapshots of the governor's dashboard
 TICK_S = 5.0  # s; an idle clock still moves this often, so silence is noticed
-LATENCY_WINDOW_S = 300  # s over which the bank's p95 latency is measured
-FAILURE_WINDOW_S = 600  # s over which the share of failed payments is measured
-FAILURE_MIN_PAYMENTS = 10  # payments in that window before the share means anything
 CHUNK_S = 900  # s of simulated time between progress-bar updates
 
 
@@ -176,77 +175,6 @@ class Ach:
         self.backoff_s = p["ach.backoff_s"]
         self.ids = itertools.count(1)
         self.open = 0  # payments started and not yet sent or failed
-
-
-class Dashboard:
-    """The governor's dashboard: live counters kept from bus subscriptions."""
-
-    def __init__(self, bus: Bus) -> None:
-        self.requests = self.approved = self.denied = self.sent = self.failed = 0
-        self.dollars = 0
-        self.latencies: list[float] = []
-        self.snapshots: list[dict[str, float]] = []
-        bus.subscribe("portal.request", self._request, name="dashboard")
-        bus.subscribe("hlt.checked", self._checked, name="dashboard")
-        bus.subscribe("payments.*", self._payment, name="dashboard")
-
-    def _request(self, ev: Any) -> None:
-        self.requests += 1
-
-    def _checked(self, ev: Any) -> None:
-        if ev._data["outcome"] == "evacuated":
-            self.approved += 1
-        else:
-            self.denied += 1
-
-    def _payment(self, ev: Any) -> None:
-        if ev._topic == "payments.sent":
-            self.sent += 1
-            self.dollars += ev._data["amount"]
-            self.latencies.append(ev._data["latency_ms"])
-        elif ev._topic == "payments.failed":
-            self.failed += 1
-
-    def snapshot(self, hour: float) -> None:
-        self.snapshots.append(
-            {
-                "hour": hour,
-                "requests": self.requests,
-                "approved": self.approved,
-                "payments_sent": self.sent,
-                "payments_failed": self.failed,
-                "dollars": self.dollars,
-            }
-        )
-
-
-class Pager:
-    """The on-call pager: hears every alert and pages a human when one fires."""
-
-    def __init__(self, bus: Bus) -> None:
-        self.alerts: list[Any] = []
-        self.pages = 0
-        self._bus = bus
-        bus.subscribe("alerts.*", self._on_alert, name="pager")
-
-    def _on_alert(self, ev: Any) -> None:
-        self.alerts.append(ev)
-        data = ev._data
-        if data.get("state") == "firing":
-            self.pages += 1
-            self._bus.publish(
-                "pager.page",
-                {"rule": data.get("rule"), "to": "on-call", "alert": ev.id},
-                src="pager",
-            )
-
-
-class AuditLedger:
-    """The compliance ledger: keeps every event on the bus, in order."""
-
-    def __init__(self, bus: Bus) -> None:
-        self.events: list[Any] = []
-        bus.subscribe(">", self.events.append, name="audit-ledger")
 
 
 # -- actors ---------------------------------------------------------------------
@@ -456,53 +384,6 @@ def _window(start_h: float, hours: float) -> tuple[float, float]:
     return (start_h * 3600.0, (start_h + hours) * 3600.0)
 
 
-def monitor_rules(p: Mapping[str, Any]) -> list:
-    """The monitor's rules for a run: the chapter's error storm (its count and
-    window set by ``monitor.threshold`` and ``monitor.window``), and three that
-    watch the payments themselves (each off when its parameter is 0)."""
-    from hms_bus.monitor import absence, frequency, ratio, threshold
-
-    keep = {"keep_firing_for": p["monitor.keep_firing_s"]}
-    rules = [
-        frequency(
-            "error_storm",
-            "*.error",
-            count=p["monitor.threshold"],
-            window=p["monitor.window"],
-            **keep,
-        )
-    ]
-    if p["monitor.absence_s"] > 0:
-        rules.append(
-            absence("payments_stalled", "payments.sent", window=p["monitor.absence_s"], **keep)
-        )
-    if p["monitor.latency_p95_s"] > 0:
-        rules.append(
-            threshold(
-                "bank_slow",
-                "bank.response",
-                field="latency_ms",
-                agg="p95",
-                above=p["monitor.latency_p95_s"] * 1000,
-                window=LATENCY_WINDOW_S,
-                **keep,
-            )
-        )
-    if p["monitor.failure_ratio"] > 0:
-        rules.append(
-            ratio(
-                "payments_failing",
-                "payments.failed",
-                of="payments.*",
-                above=p["monitor.failure_ratio"],
-                window=FAILURE_WINDOW_S,
-                min_of=FAILURE_MIN_PAYMENTS,
-                **keep,
-            )
-        )
-    return rules
-
-
 # -- one run ----------------------------------------------------------------------
 
 
@@ -616,9 +497,3 @@ def _incidents(p: Mapping[str, Any], hours: float) -> list[dict[str, Any]]:
         if start < hours * 3600:
             found.append({"kind": kind, "start_s": start, "end_s": min(stop, hours * 3600)})
     return sorted(found, key=lambda i: i["start_s"])
-
-
-if __name__ == "__main__":
-    from . import run
-
-    print(run(seed=RANDOM_SEED).report())

@@ -9,6 +9,7 @@ from typing import Any
 from . import ida
 from .results import Result
 from .scenario import DEFAULT_SCENARIO, Scenario
+from .watchers import monitor_rules
 
 __all__ = ["run", "check_seed", "check_hours", "progress_bar"]
 
@@ -47,7 +48,7 @@ def run(
             bar.update(t - done[0])
             done[0] = t
 
-        day = ida.simulate(sc, seed=seed, hours=hours, rules=ida.monitor_rules, progress=step)
+        day = ida.simulate(sc, seed=seed, hours=hours, rules=monitor_rules, progress=step)
     return Result(sc, day)
 
 
