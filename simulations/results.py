@@ -50,7 +50,18 @@ SUMMARY_KEYS = (
     "pages",
     "subscriber_errors",
 )
-"""The summary's keys, in the order they print."""
+"""The summary's keys, in the order they print.
+
+``requests`` counts portal requests, ``approved`` the HLT checks that found a
+medical evacuation; ``payment_p50_s``/``payment_p95_s`` measure sent payments
+from ACH's start to the bank's answer, retries included. ``incident`` is the
+first scheduled bank outage or slowdown; ``time_to_detect_s`` runs from its
+start to the first alert that starts firing during it (or up to
+``score.grace_s`` after it), ``detected_by`` names that alert's rule, or says
+``missed``. An alert that starts firing outside every incident (plus grace)
+counts in ``false_alerts``. ``subscriber_errors`` counts
+``bus.subscriber_error`` events: a listener that raised, which should be 0.
+"""
 
 
 class Result:
@@ -169,9 +180,7 @@ class Result:
                 if incident["start_s"] <= t <= incident["end_s"] + grace:
                     detect, by = round(t - incident["start_s"], 3), span["rule"]
                     break
-        errors = day.bus_status.get("subscriber_errors")
-        if errors is None:
-            errors = sum(1 for ev in self.ledger if ev.topic == "bus.subscriber_error")
+        errors = sum(1 for ev in self.ledger if ev._topic == "bus.subscriber_error")
         summary = {
             "scenario": self.scenario.name,
             "seed": self.seed,

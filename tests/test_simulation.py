@@ -234,3 +234,15 @@ def test_full_default_day_is_big_and_detects_the_outage():
     assert s["false_alerts"] == 0
     assert s["payments_failed"] > 0 and s["payments_sent"] > 10_000
     assert r.dashboard["hour"].iloc[-1] == 24
+
+
+def test_a_failing_listener_is_counted_not_hidden(monkeypatch):
+    from simulations.watchers import Dashboard
+
+    def broken(self, ev):
+        raise RuntimeError("dashboard screen cracked")
+
+    monkeypatch.setattr(Dashboard, "_request", broken)
+    r = run("calm", seed=7, hours=0.5)
+    assert r.summary["subscriber_errors"] == (r.events.topic == "portal.request").sum() > 0
+    assert r.summary["payments_sent"] > 0  # the rest of the day went on
