@@ -16,6 +16,8 @@ __all__ = ["run", "check_seed", "check_hours", "progress_bar"]
 MAX_HOURS = 24 * 30
 """The longest run, in simulated hours."""
 
+BAR = "{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:g} simulated h [{elapsed}<{remaining}]"
+
 
 def run(
     scenario: str | Scenario = DEFAULT_SCENARIO,
@@ -41,12 +43,10 @@ def run(
     sc = Scenario.load(scenario).override(overrides, **kw)
     seed = check_seed(seed)
     hours = check_hours(hours)
-    with progress_bar(hours * 3600, progress, unit="sim s", desc=sc.name) as bar:
-        done = [0.0]
+    with progress_bar(hours, progress, desc=sc.name, bar_format=BAR) as bar:
 
         def step(t: float) -> None:
-            bar.update(t - done[0])
-            done[0] = t
+            bar.update(t / 3600 - bar.n)
 
         day = ida.simulate(sc, seed=seed, hours=hours, rules=monitor_rules, progress=step)
     return Result(sc, day)

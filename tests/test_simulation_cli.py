@@ -220,3 +220,22 @@ def test_progress_bar_is_off_when_stderr_is_not_a_terminal_or_when_asked():
         assert bar.disable
     with progress_bar(10, True) as bar:
         assert not bar.disable
+
+
+def test_the_progress_bar_counts_simulated_hours(monkeypatch):
+    import io
+
+    from tqdm import tqdm
+
+    import simulations.runner as runner
+
+    stream, bars = io.StringIO(), []
+
+    def eager(total, enabled, **kw):
+        bars.append(tqdm(total=total, file=stream, mininterval=0, **kw))
+        return bars[-1]
+
+    monkeypatch.setattr(runner, "progress_bar", eager)
+    runner.run("calm", hours=1.5)
+    assert bars[0].n == pytest.approx(1.5)
+    assert "1.5/1.5 simulated h" in stream.getvalue()
