@@ -7,7 +7,7 @@ subscribe("payments.*", lambda ev: print(ev["topic"], ev["data"]))
 
 from __future__ import annotations
 
-from . import retention
+from . import monitor, retention
 from .backends import Backend, MemoryBackend
 from .bus import Bus, Subscription, collect, get_bus, publish, replay, subscribe, unsubscribe, use
 from .clock import Clock, VirtualClock, WallClock
@@ -28,6 +28,7 @@ __all__ = [
     "collect",
     "get_bus",
     "matches",
+    "monitor",
     "publish",
     "replay",
     "retention",

@@ -1,0 +1,151 @@
+"""Speed of the Ida relief simulation: the default day and a million-event day.
+
+Run with ``make bench`` (or ``python benchmarks/bench_simulation.py``).
+
+The default 24 h day (scenario ``bank_outage``) is timed three ways in
+interleaved rounds, and each figure is the median over the rounds:
+
+* **simpy only**: the same model, but ``publish`` only moves the clock (no
+  bus), which is the floor the simulation itself sets;
+* **bus, no monitor**: every event published, with the audit ledger, the
+  dashboard and the pager subscribed;
+* **bus + monitor**: what ``run()`` does, with four alert rules.
+
+Ratios compare them within this run. Then ``load.scale=8`` (about one
+million events) runs once in a fresh interpreter, whose peak RSS is the
+memory figure. Targets: the default day (at least 100,000 events) in under
+2 s, the million-event day under 15 s and 2 GB.
+
+``--quick`` runs fewer rounds and skips the million-event day.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from simulations import Scenario, ida, run  # noqa: E402
+
+SCENARIO = "bank_outage"
+SCALE = 8  # load.scale giving about one million events
+
+
+def simpy_only() -> tuple[float, int]:
+    """The model with a publish that only counts: the SimPy floor."""
+    real = ida.Relief.publish
+    count = [0]
+
+    def publish(self, topic, data, src):  # noqa: ARG001
+        count[0] += 1
+
+    ida.Relief.publish = publish
+    try:
+        t = time.perf_counter()
+        ida.simulate(Scenario.load(SCENARIO), seed=ida.RANDOM_SEED, hours=24)
+        return time.perf_counter() - t, count[0]
+    finally:
+        ida.Relief.publish = real
+
+
+def bus_only() -> tuple[float, int]:
+    t = time.perf_counter()
+    day = ida.simulate(Scenario.load(SCENARIO), seed=ida.RANDOM_SEED, hours=24)
+    return time.perf_counter() - t, len(day.events)
+
+
+def full_run() -> tuple[float, int]:
+    t = time.perf_counter()
+    result = run(SCENARIO, seed=ida.RANDOM_SEED, progress=False)
+    return time.perf_counter() - t, result.summary["events"]
+
+
+def with_frame() -> tuple[float, int]:
+    """``run()`` and then ``result.events``, as a notebook slider would."""
+    t = time.perf_counter()
+    result = run(SCENARIO, seed=ida.RANDOM_SEED, progress=False)
+    n = len(result.events)
+    return time.perf_counter() - t, n
+
+
+CASES = {
+    "simpy only (publish counts)": simpy_only,
+    "bus, no monitor": bus_only,
+    "bus + monitor = run()": full_run,
+    "run() + result.events DataFrame": with_frame,
+}
+
+
+def million() -> dict:
+    """Run the million-event day in a fresh interpreter; report time and peak RSS."""
+    code = f"""
+import json, resource, sys, time
+sys.path.insert(0, {str(ROOT)!r})
+from simulations import run
+t = time.perf_counter()
+r = run({SCENARIO!r}, seed=7, progress=False, **{{"load.scale": {SCALE}}})
+sim = time.perf_counter() - t
+t = time.perf_counter()
+n = len(r.events)
+frame = time.perf_counter() - t
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({{"events": n, "run_s": sim, "frame_s": frame, "peak_mib": peak,
+                  "detect_s": r.summary["time_to_detect_s"]}}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="2 rounds, no million-event day")
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    rounds = 2 if args.quick else args.rounds
+
+    samples: dict[str, list[float]] = {name: [] for name in CASES}
+    events: dict[str, int] = {}
+    for _ in range(rounds):
+        for name, case in CASES.items():
+            wall, n = case()
+            samples[name].append(wall)
+            events[name] = n
+    med = {name: statistics.median(v) for name, v in samples.items()}
+
+    print(f"default day ({SCENARIO}, 24 h, seed 7): median of {rounds} interleaved rounds")
+    print(f"  {'case':34s} {'wall s':>8} {'events':>9} {'events/s':>10}")
+    for name, wall in med.items():
+        n = events[name]
+        print(f"  {name:34s} {wall:8.3f} {n:9,d} {n / wall:10,.0f}")
+    base = med["simpy only (publish counts)"]
+    print("ratios (wall time against simpy only)")
+    for name, wall in med.items():
+        print(f"  {name:34s} {wall / base:6.2f}x")
+    full = med["bus + monitor = run()"]
+    ok = full < 2.0 and events["bus + monitor = run()"] >= 100_000
+    print(f"target: >= 100,000 events in < 2 s -> {full:.2f} s, {'met' if ok else 'MISSED'}")
+
+    if not args.quick:
+        m = million()
+        ok = m["run_s"] < 15 and m["peak_mib"] < 2048
+        print(f"million-event day (load.scale={SCALE}), one run in a fresh interpreter")
+        print(
+            f"  {m['events']:,} events: run() {m['run_s']:.2f} s "
+            f"({m['events'] / m['run_s']:,.0f} events/s), result.events {m['frame_s']:.2f} s, "
+            f"peak RSS {m['peak_mib']:,.0f} MiB"
+        )
+        print(f"target: < 15 s and < 2 GB -> {'met' if ok else 'MISSED'}")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"(this process peak RSS {peak:.0f} MiB)")
+
+
+if __name__ == "__main__":
+    main()

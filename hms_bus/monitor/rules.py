@@ -1,0 +1,437 @@
+"""Alert rules: what to watch, over which window, and when it counts as trouble.
+
+A rule is plain, immutable configuration. Four kinds exist, each built by a
+function named for it:
+
+* :func:`frequency` -- at least ``count`` matching events within ``window``
+  seconds ("5 ``*.error`` within 60 s"), optionally per group.
+* :func:`absence` -- fewer than ``count`` matching events within ``window``,
+  once the monitor has watched for a whole window ("no ``payments.sent`` for
+  5 minutes").
+* :func:`threshold` -- an aggregate (mean, max, min or a percentile such as
+  p95) of a numeric data field over ``window`` is above or below a bound.
+* :func:`ratio` -- matching events over the events of another pattern, within
+  ``window``, is above a bound ("more than 5 % of payment attempts fail").
+
+Every kind shares the lifecycle options (see :mod:`hms_bus.monitor.lifecycle`):
+``for_`` (how long the condition must hold before firing), ``keep_firing_for``
+(how long it must stay false before resolving), ``clear`` (a separate bound
+for resolving, against flapping), ``repeat_interval`` (re-send a firing notice
+while it lasts) and ``labels`` (free text used by routes, silences and
+inhibition).
+
+"Within ``window`` seconds" means less than ``window`` apart: an event at time
+``e`` counts at every instant ``t`` with ``e <= t < e + window``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import timedelta
+from typing import Any
+
+from ..topics import validate_pattern
+
+__all__ = [
+    "Rule",
+    "Frequency",
+    "Absence",
+    "Threshold",
+    "Ratio",
+    "frequency",
+    "absence",
+    "threshold",
+    "ratio",
+    "default_rules",
+]
+
+AGGREGATES = ("mean", "max", "min", "p50", "p90", "p95", "p99")
+"""Aggregates a threshold rule knows by name; any ``pNN`` (p1 to p99) also works."""
+
+_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+_PERCENTILE = re.compile(r"^p([1-9][0-9]?)$")
+
+
+def seconds(value: object, name: str, *, zero_ok: bool = False) -> float:
+    """Read a duration given as seconds or a timedelta; raise ValueError naming ``name``."""
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(
+            f"{name} must be seconds (a number) or a timedelta, got {value!r} "
+            f"of type {type(value).__name__}"
+        )
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
+        need = "zero or more" if zero_ok else "more than zero"
+        raise ValueError(f"{name}={value!r} is not a valid duration; give {need} seconds")
+    return float(value)
+
+
+def _count(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be a whole number such as 5, got {value!r}")
+    if value <= 0:
+        raise ValueError(f"{name}={value!r} must be at least 1")
+    return value
+
+
+def _number(value: object, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise TypeError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _pattern(value: object, name: str) -> str:
+    try:
+        return validate_pattern(value)
+    except ValueError as exc:
+        raise ValueError(f"{name}={value!r} is not a valid pattern: {exc}") from None
+
+
+def _labels(labels: object) -> dict[str, str]:
+    if labels is None:
+        return {}
+    if not isinstance(labels, dict):
+        raise TypeError(f"labels must be a dict of str to str, got {labels!r}")
+    for k, v in labels.items():
+        if not isinstance(k, str) or not isinstance(v, str):
+            raise TypeError(
+                f"labels must map str to str, got {k!r}: {v!r}; write e.g. {{'severity': 'page'}}"
+            )
+    return dict(labels)
+
+
+class Rule:
+    """What all rule kinds share: a name, a pattern, a window and a lifecycle.
+
+    Build rules with :func:`frequency`, :func:`absence`, :func:`threshold` or
+    :func:`ratio`; the classes are public so that you can recognise them.
+    ``bound`` is the value that starts an incident and ``clear`` the one that
+    ends it; ``op`` says how the value is compared with ``bound``.
+    """
+
+    kind = "rule"
+    op = ">="
+    group_by: str | None = None
+
+    def __init__(
+        self,
+        name: str,
+        pattern: str,
+        window: float | timedelta,
+        bound: float,
+        *,
+        for_: float | timedelta = 0,
+        keep_firing_for: float | timedelta = 0,
+        clear: float | None = None,
+        repeat_interval: float | timedelta | None = None,
+        labels: dict[str, str] | None = None,
+    ) -> None:
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise ValueError(
+                f"name={name!r} must be one topic token of letters, digits, '_' or '-' "
+                f"(alerts go to 'alerts.<name>'), e.g. 'error_storm'"
+            )
+        self.name = name
+        self.pattern = _pattern(pattern, "pattern")
+        self.window = seconds(window, "window")
+        self.bound = bound
+        self.for_ = seconds(for_, "for_", zero_ok=True)
+        self.keep_firing_for = seconds(keep_firing_for, "keep_firing_for", zero_ok=True)
+        self.repeat_interval = (
+            None if repeat_interval is None else seconds(repeat_interval, "repeat_interval")
+        )
+        self.labels = _labels(labels)
+        self.clear = bound if clear is None else self._check_clear(clear)
+
+    def _check_clear(self, clear: object) -> float:
+        clear = _number(clear, "clear")
+        high = self.op in (">", ">=")
+        if (high and clear > self.bound) or (not high and clear < self.bound):
+            side = "at most" if high else "at least"
+            raise ValueError(
+                f"clear={clear!r} must be {side} the firing bound {self.bound!r}: "
+                f"the alert fires at {self.op} {self.bound!r} and clears past 'clear'"
+            )
+        return clear
+
+    def fires(self, value: float | None) -> bool:
+        """Whether ``value`` starts (or keeps pending) an incident."""
+        return value is not None and _compare(self.op, value, self.bound)
+
+    def holds(self, value: float | None) -> bool:
+        """Whether a firing incident goes on at ``value`` (uses ``clear``)."""
+        return value is not None and _compare(self.op, value, self.clear)
+
+    def patterns(self) -> list[tuple[str, str]]:
+        """The patterns this rule watches, each with its role."""
+        return [(self.pattern, "main")]
+
+    def describe(self, value: Any) -> str:
+        """One line for people: what was seen against what was expected."""
+        return f"{self.name}: {_fmt(value)} {self.op} {_fmt(self.bound)}"
+
+    def _options(self) -> str:
+        parts = []
+        for key in ("for_", "keep_firing_for", "repeat_interval"):
+            if getattr(self, key):
+                parts.append(f"{key}={getattr(self, key):g}")
+        if self.clear != self.bound:
+            parts.append(f"clear={self.clear!r}")
+        if self.labels:
+            parts.append(f"labels={self.labels!r}")
+        return "".join(", " + p for p in parts)
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and vars(other) == vars(self)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _compare(op: str, value: float, bound: float) -> bool:
+    if op == ">=":
+        return value >= bound
+    if op == ">":
+        return value > bound
+    if op == "<":
+        return value < bound
+    return value <= bound
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "no data" if value is None else str(value)
+
+
+class Frequency(Rule):
+    """At least ``count`` matching events within ``window`` seconds."""
+
+    kind = "frequency"
+    op = ">="
+
+    def __init__(self, name: str, pattern: str, *, count: int, window: Any, group_by=None, **kw):
+        count = _count(count, "count")
+        if group_by is not None and (not isinstance(group_by, str) or not group_by):
+            raise TypeError(
+                f"group_by must be 'src' or the name of a data field such as 'user', "
+                f"got {group_by!r}"
+            )
+        self.group_by = group_by
+        super().__init__(name, pattern, window, count, **kw)
+        self.count = count
+        if not float(self.clear).is_integer() or self.clear < 1:
+            raise ValueError(f"clear={self.clear!r} must be a whole count of at least 1")
+        self.clear = int(self.clear)
+
+    def describe(self, value: Any) -> str:
+        return f"{value} {self.pattern} events within {self.window:g} s (alert at {self.count})"
+
+    def __repr__(self) -> str:
+        group = f", group_by={self.group_by!r}" if self.group_by else ""
+        return (
+            f"frequency({self.name!r}, {self.pattern!r}, count={self.count}, "
+            f"window={self.window:g}{group}{self._options()})"
+        )
+
+
+class Absence(Rule):
+    """Fewer than ``count`` matching events within ``window`` seconds (after a warm-up)."""
+
+    kind = "absence"
+    op = "<"
+
+    def __init__(self, name: str, pattern: str, *, count: int = 1, window: Any, **kw):
+        count = _count(count, "count")
+        super().__init__(name, pattern, window, count, **kw)
+        self.count = count
+        if not float(self.clear).is_integer():
+            raise ValueError(f"clear={self.clear!r} must be a whole count")
+        self.clear = int(self.clear)
+
+    def describe(self, value: Any) -> str:
+        return (
+            f"only {value} {self.pattern} events within {self.window:g} s "
+            f"(expected at least {self.count})"
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"absence({self.name!r}, {self.pattern!r}, count={self.count}, "
+            f"window={self.window:g}{self._options()})"
+        )
+
+
+class Threshold(Rule):
+    """An aggregate of a numeric data field over ``window`` above or below a bound."""
+
+    kind = "threshold"
+
+    def __init__(
+        self,
+        name: str,
+        pattern: str,
+        *,
+        field: str,
+        agg: str = "mean",
+        above: float | None = None,
+        below: float | None = None,
+        window: Any,
+        group_by=None,
+        **kw,
+    ):
+        if not isinstance(field, str) or not field:
+            raise TypeError(f"field must name a data field such as 'ms', got {field!r}")
+        if agg not in AGGREGATES and not (isinstance(agg, str) and _PERCENTILE.match(agg)):
+            raise ValueError(
+                f"agg={agg!r} is not an aggregate I know; use one of {', '.join(AGGREGATES)} "
+                f"(or any pNN from p1 to p99)"
+            )
+        if (above is None) == (below is None):
+            raise ValueError(
+                f"give exactly one of above= or below= (got above={above!r}, below={below!r})"
+            )
+        if group_by is not None and (not isinstance(group_by, str) or not group_by):
+            raise TypeError(f"group_by must be 'src' or a data field name, got {group_by!r}")
+        self.field = field
+        self.agg = agg
+        self.group_by = group_by
+        self.op = ">" if above is not None else "<"
+        bound = _number(
+            above if above is not None else below, "above" if above is not None else "below"
+        )
+        super().__init__(name, pattern, window, bound, **kw)
+
+    def describe(self, value: Any) -> str:
+        side = "above" if self.op == ">" else "below"
+        return (
+            f"{self.agg} of {self.field} over {self.window:g} s is {_fmt(value)} "
+            f"({side} {_fmt(self.bound)})"
+        )
+
+    def __repr__(self) -> str:
+        side = "above" if self.op == ">" else "below"
+        return (
+            f"threshold({self.name!r}, {self.pattern!r}, field={self.field!r}, "
+            f"agg={self.agg!r}, {side}={self.bound:g}, window={self.window:g}{self._options()})"
+        )
+
+
+class Ratio(Rule):
+    """Events of ``pattern`` over events of ``of`` within ``window``, above a bound.
+
+    ``min_of`` is how many ``of`` events the window must hold before the
+    ratio means anything (one failure out of one attempt is not a trend).
+    An event that matches both patterns counts in both, in one step.
+    """
+
+    kind = "ratio"
+    op = ">"
+
+    def __init__(
+        self, name: str, pattern: str, *, of: str, above: float, window: Any, min_of=1, **kw
+    ):
+        self.of = _pattern(of, "of")
+        self.min_of = _count(min_of, "min_of")
+        bound = _number(above, "above")
+        if bound < 0:
+            raise ValueError(f"above={above!r} must be a ratio of 0 or more, e.g. 0.05 for 5 %")
+        super().__init__(name, pattern, window, bound, **kw)
+
+    def patterns(self) -> list[tuple[str, str]]:
+        return [(self.pattern, "num"), (self.of, "den")]
+
+    def describe(self, value: Any) -> str:
+        shown = "no data" if value is None else f"{value:.1%}"
+        return (
+            f"{self.pattern} / {self.of} over {self.window:g} s is {shown} (above {self.bound:.1%})"
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"ratio({self.name!r}, {self.pattern!r}, of={self.of!r}, above={self.bound:g}, "
+            f"window={self.window:g}{self._options()})"
+        )
+
+
+def frequency(
+    name: str,
+    pattern: str,
+    *,
+    count: int,
+    window: float | timedelta,
+    group_by: str | None = None,
+    **lifecycle: Any,
+) -> Frequency:
+    """Alert when at least ``count`` events match ``pattern`` within ``window`` seconds.
+
+    :param group_by: ``"src"`` or a data field name: count each group apart
+        and alert per group.
+    :param lifecycle: ``for_``, ``keep_firing_for``, ``clear`` (the count to
+        fall below before resolving), ``repeat_interval``, ``labels``.
+    """
+    return Frequency(name, pattern, count=count, window=window, group_by=group_by, **lifecycle)
+
+
+def absence(
+    name: str, pattern: str, *, count: int = 1, window: float | timedelta, **lifecycle: Any
+) -> Absence:
+    """Alert when fewer than ``count`` events match ``pattern`` within ``window`` seconds.
+
+    The rule stays quiet for the first ``window`` after the monitor starts
+    (it has not watched long enough to know). ``clear`` is the count the
+    window must reach again before the alert resolves (``count`` by default).
+    """
+    return Absence(name, pattern, count=count, window=window, **lifecycle)
+
+
+def threshold(
+    name: str,
+    pattern: str,
+    *,
+    field: str,
+    agg: str = "mean",
+    above: float | None = None,
+    below: float | None = None,
+    window: float | timedelta,
+    group_by: str | None = None,
+    **lifecycle: Any,
+) -> Threshold:
+    """Alert when ``agg`` of ``data[field]`` over ``window`` is above (or below) a bound.
+
+    ``agg`` is ``"mean"``, ``"max"``, ``"min"`` or a percentile such as
+    ``"p95"`` (nearest rank). Events whose data lacks a numeric ``field``
+    are counted as ``skipped`` in the rule's stats. An empty window has no
+    value, so a firing threshold alert resolves when its window empties.
+    """
+    return Threshold(
+        name,
+        pattern,
+        field=field,
+        agg=agg,
+        above=above,
+        below=below,
+        window=window,
+        group_by=group_by,
+        **lifecycle,
+    )
+
+
+def ratio(
+    name: str,
+    pattern: str,
+    *,
+    of: str,
+    above: float,
+    window: float | timedelta,
+    min_of: int = 1,
+    **lifecycle: Any,
+) -> Ratio:
+    """Alert when events of ``pattern`` over events of ``of`` within ``window`` exceed ``above``."""
+    return Ratio(name, pattern, of=of, above=above, window=window, min_of=min_of, **lifecycle)
+
+
+def default_rules() -> list[Rule]:
+    """The chapter's rule: five ``*.error`` events within 60 s raise ``alerts.error_storm``."""
+    return [frequency("error_storm", "*.error", count=5, window=60)]

@@ -1,0 +1,150 @@
+"""Sliding windows over event time: counts and aggregates of the last W seconds.
+
+A window is driven by the events themselves, not by fixed buckets: an event at
+time ``e`` is inside the window at every instant ``t`` with
+``e <= t < e + width``. Events arrive in time order, so adding is an append
+and expiring pops from the left (amortised O(1) per event).
+
+Aggregates stay cheap as the window slides:
+
+* ``mean`` keeps a running sum, recomputed exactly (``math.fsum``) once as
+  many values have left as the window holds, so rounding cannot drift.
+* ``max`` and ``min`` keep a monotonic deque: the candidates that can still
+  become the extreme, each added and removed once.
+* percentiles keep the values in a sorted list (``bisect.insort`` on the way
+  in, a bisected ``del`` on the way out) and read the nearest rank.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left, insort
+from collections import deque
+from typing import Any
+
+__all__ = ["CountWindow", "ValueWindow", "nearest_rank"]
+
+
+class CountWindow:
+    """The events of the last ``width`` seconds, oldest first.
+
+    ``times`` and ``events`` are parallel deques; the evaluators read them
+    directly on their hot path.
+    """
+
+    __slots__ = ("width", "times", "events")
+
+    def __init__(self, width: float) -> None:
+        self.width = width
+        self.times: deque[float] = deque()
+        self.events: deque[Any] = deque()
+
+    def add(self, t: float, event: Any) -> None:
+        """Add ``event`` seen at ``t`` (not earlier than the newest one)."""
+        self.times.append(t)
+        self.events.append(event)
+
+    def expire(self, now: float) -> None:
+        """Drop the events that are out of the window at ``now``."""
+        times, width = self.times, self.width
+        while times and times[0] + width <= now:
+            times.popleft()
+            self.events.popleft()
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    def next_expiry(self) -> float | None:
+        """When the oldest event leaves, or None if the window is empty."""
+        return self.times[0] + self.width if self.times else None
+
+    def drops_below(self, k: int) -> float | None:
+        """When the count falls below ``k`` if nothing new arrives (None if already below)."""
+        n = len(self.times)
+        return self.times[n - k] + self.width if n >= k else None
+
+    def newest(self, limit: int) -> list[Any]:
+        """The newest ``limit`` events, oldest first."""
+        n = len(self.events)
+        return [self.events[i] for i in range(max(0, n - limit), n)]
+
+
+def nearest_rank(sorted_values: list[float], q: float) -> float:
+    """The ``q``-quantile (0 < q <= 1) by nearest rank: the smallest value with at least
+    ``q`` of the values at or below it."""
+    n = len(sorted_values)
+    return sorted_values[max(0, math.ceil(q * n - 1e-9) - 1)]
+
+
+class ValueWindow(CountWindow):
+    """A :class:`CountWindow` that also aggregates one number per event.
+
+    :param agg: ``"mean"``, ``"max"``, ``"min"`` or ``"pNN"``.
+    """
+
+    __slots__ = ("agg", "values", "_sum", "_gone", "_mono", "_sorted", "_q")
+
+    def __init__(self, width: float, agg: str) -> None:
+        super().__init__(width)
+        self.agg = agg
+        self.values: deque[float] = deque()
+        self._sum = 0.0
+        self._gone = 0
+        self._mono: deque[tuple[float, float]] = deque()
+        self._sorted: list[float] = []
+        self._q = int(agg[1:]) / 100 if agg.startswith("p") else 0.0
+
+    def add(self, t: float, event: Any, x: float = 0.0) -> None:  # type: ignore[override]
+        self.times.append(t)
+        self.events.append(event)
+        self.values.append(x)
+        agg = self.agg
+        if agg == "mean":
+            self._sum += x
+        elif agg == "max":
+            mono = self._mono
+            while mono and mono[-1][1] <= x:
+                mono.pop()
+            mono.append((t, x))
+        elif agg == "min":
+            mono = self._mono
+            while mono and mono[-1][1] >= x:
+                mono.pop()
+            mono.append((t, x))
+        else:
+            insort(self._sorted, x)
+
+    def expire(self, now: float) -> None:
+        times, width = self.times, self.width
+        if not times or times[0] + width > now:
+            return
+        agg, values = self.agg, self.values
+        while times and times[0] + width <= now:
+            times.popleft()
+            self.events.popleft()
+            x = values.popleft()
+            if agg == "mean":
+                self._sum -= x
+                self._gone += 1
+            elif agg in ("max", "min"):
+                mono = self._mono
+                while mono and mono[0][0] + width <= now:
+                    mono.popleft()
+            else:
+                srt = self._sorted
+                del srt[bisect_left(srt, x)]
+        if agg == "mean" and self._gone >= len(values):
+            self._sum = math.fsum(values)
+            self._gone = 0
+
+    def value(self) -> float | None:
+        """The aggregate of the values in the window, or None when it is empty."""
+        n = len(self.values)
+        if not n:
+            return None
+        agg = self.agg
+        if agg == "mean":
+            return self._sum / n
+        if agg in ("max", "min"):
+            return self._mono[0][1]
+        return nearest_rank(self._sorted, self._q)

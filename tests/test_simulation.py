@@ -1,0 +1,248 @@
+"""The Ida relief day: determinism, the actors' behaviour, results and plots.
+
+Runs are short (two simulated hours, with the bank's outage moved to 01:00)
+except one full default day.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+import hms_bus
+from simulations import Result, Scenario, run
+from simulations.ida import BRIDGE_PING_S, START
+from simulations.results import SUMMARY_KEYS
+
+EARLY_OUTAGE = {"outage.start_h": 1, "outage.hours": 0.5}
+OUT_S = (3600.0, 5400.0)  # the early outage, in seconds since the start
+
+
+@pytest.fixture(scope="module")
+def outage() -> Result:
+    return run("bank_outage", seed=7, hours=2, overrides=EARLY_OUTAGE)
+
+
+def test_same_seed_gives_identical_events_ids_and_alerts(outage):
+    again = run("bank_outage", seed=7, hours=2, overrides=EARLY_OUTAGE)
+    pd.testing.assert_frame_equal(outage.events, again.events)
+    pd.testing.assert_frame_equal(outage.alerts, again.alerts)
+    assert outage.summary == again.summary
+    assert len(outage.alerts) > 0
+
+
+def test_different_seeds_give_different_days(outage):
+    other = run("bank_outage", seed=8, hours=2, overrides=EARLY_OUTAGE)
+    assert list(other.events["id"][:3]) != list(outage.events["id"][:3])
+    assert other.summary["requests"] != outage.summary["requests"]
+
+
+def test_runs_are_independent_of_each_other_and_of_the_default_bus(outage):
+    """A run uses its own bus: the default bus sees nothing, and an
+    interleaved run with other settings does not change a repeat."""
+    default = hms_bus.get_bus()
+    before = default.status()["published"]
+    run("calm", seed=1, hours=1, **{"bank.failure_rate": 0.5})
+    again = run("bank_outage", seed=7, hours=2, overrides=EARLY_OUTAGE)
+    assert default.status()["published"] == before
+    assert list(again.events["id"]) == list(outage.events["id"])
+
+
+def test_every_event_carries_its_simulated_time(outage):
+    ev = outage.events
+    assert ev["ts"].iloc[0] == START.replace("Z", ".000Z")
+    assert ev["time"].is_monotonic_increasing
+    assert ev["hour"].between(0, 2).all()
+    assert list(ev["ts"]) == [e.ts for e in outage.ledger]
+    assert list(ev["id"]) == [e.id for e in outage.ledger]
+    assert ev["id"].is_unique
+
+
+def test_events_have_one_row_per_event_with_flattened_data(outage):
+    ev = outage.events
+    assert len(ev) == outage.summary["events"] == len(outage.ledger)
+    assert list(ev.columns[:6]) == ["ts", "time", "hour", "topic", "src", "id"]
+    sent = ev[ev.topic == "payments.sent"]
+    assert (sent["amount"] == 1000).all()
+    assert sent["citizen"].str.startswith("CIT-").all()
+    assert str(sent["latency_ms"].dtype) == "Int64"
+
+
+def test_dashboard_counters_agree_with_the_event_log(outage):
+    ev, s = outage.events, outage.summary
+    topics = ev["topic"].value_counts()
+    assert s["requests"] == topics["portal.request"]
+    assert s["payments_sent"] == topics["payments.sent"]
+    assert s["payments_failed"] == topics["payments.failed"]
+    assert s["dollars_disbursed"] == ev.loc[ev.topic == "payments.sent", "amount"].sum()
+    checked = ev[ev.topic == "hlt.checked"]
+    assert s["approved"] == (checked["outcome"] == "evacuated").sum()
+    last = outage.dashboard.iloc[-1]
+    assert last["payments_sent"] == s["payments_sent"]
+    assert outage.dashboard["hour"].is_monotonic_increasing
+
+
+def test_payment_latency_percentiles_come_from_sent_payments(outage):
+    lat = outage.events.loc[outage.events.topic == "payments.sent", "latency_ms"] / 1000
+    assert outage.summary["payment_p50_s"] == pytest.approx(lat.quantile(0.5), abs=1e-3)
+    assert outage.summary["payment_p95_s"] == pytest.approx(lat.quantile(0.95), abs=1e-3)
+
+
+def test_every_approved_request_is_paid_or_failed_once(outage):
+    ev = outage.events
+    initiated = set(ev.loc[ev.topic == "ach.initiated", "payment"])
+    done = ev.loc[ev.topic.isin(["payments.sent", "payments.failed"]), "payment"]
+    assert done.is_unique
+    assert set(done) <= initiated
+    assert len(initiated) - len(done) == outage.in_flight_payments
+
+
+def test_the_bank_refuses_every_call_made_during_the_outage(outage):
+    ev = outage.events
+    bank = ev[ev.topic.isin(["bank.response", "bank.error"])]
+    called = bank["hour"] * 3600 - bank["latency_ms"].astype(float) / 1000
+    during = bank[(called >= OUT_S[0] - 1e-6) & (called < OUT_S[1])]
+    assert len(during) > 0
+    assert (during["status"] == 503).all()
+    before = bank[called < OUT_S[0] - 1e-6]
+    assert (before["status"] != 503).all()
+
+
+def test_the_bridge_reports_the_partner_down_and_up_within_a_ping(outage):
+    ev = outage.events
+    down = ev.loc[ev.topic == "bridge.partner.down", "hour"] * 3600
+    up = ev.loc[ev.topic == "bridge.partner.up", "hour"] * 3600
+    assert len(down) == len(up) == 1
+    assert OUT_S[0] <= down.iloc[0] < OUT_S[0] + BRIDGE_PING_S
+    assert OUT_S[1] <= up.iloc[0] < OUT_S[1] + BRIDGE_PING_S
+
+
+def test_the_outage_is_detected_and_paged(outage):
+    s = outage.summary
+    assert s["incident"] == "bank outage 1h-1.5h"
+    assert s["detected_by"] == "error_storm"
+    first = outage.alerts[outage.alerts.state == "firing"].iloc[0]
+    assert s["time_to_detect_s"] == pytest.approx(first["hour"] * 3600 - OUT_S[0], abs=1e-3)
+    assert 0 < s["time_to_detect_s"] < 600
+    assert s["false_alerts"] == 0
+    assert s["pages"] == (outage.alerts.state == "firing").sum()
+    pages = outage.events[outage.events.topic == "pager.page"]
+    assert len(pages) == s["pages"]
+    assert set(outage.alerts["rule"]) >= {"error_storm", "payments_stalled", "payments_failing"}
+    assert set(outage.alerts["state"]) == {"firing", "resolved"}
+
+
+def test_the_ledger_hears_the_monitors_alerts_too(outage):
+    topics = set(outage.events["topic"])
+    assert {"alerts.error_storm", "proposal.approved", "portal.request"} <= topics
+    assert outage.summary["subscriber_errors"] == 0
+
+
+def test_monitor_threshold_and_window_set_the_error_storm_rule():
+    over = {**EARLY_OUTAGE, "monitor.threshold": 12, "monitor.window": 120}
+    r = run("bank_outage", seed=7, hours=2, overrides=over)
+    storm = r.alerts[r.alerts.rule == "error_storm"]
+    assert (storm["bound"] == 12).all() and (storm["window"] == 120).all()
+    never = run(
+        "bank_outage", seed=7, hours=2, overrides={**EARLY_OUTAGE, "monitor.threshold": 10_000}
+    )
+    assert "error_storm" not in set(never.alerts["rule"])
+    assert never.summary["detected_by"] != "error_storm"
+
+
+def test_a_lower_threshold_detects_no_later(outage):
+    low = run("bank_outage", seed=7, hours=2, overrides={**EARLY_OUTAGE, "monitor.threshold": 2})
+    assert low.summary["time_to_detect_s"] <= outage.summary["time_to_detect_s"]
+
+
+def test_alerts_outside_any_incident_count_as_false():
+    r = run("calm", seed=3, hours=1, **{"bank.failure_rate": 0.6, "monitor.threshold": 3})
+    assert r.summary["incident"] is None and r.summary["time_to_detect_s"] is None
+    assert r.summary["alerts_fired"] > 0
+    assert r.summary["false_alerts"] == r.summary["alerts_fired"] == len(r.spans)
+    assert not r.spans["true_alert"].any()
+
+
+def test_a_calm_night_raises_no_alert():
+    r = run("calm", seed=7, hours=3)
+    assert r.summary["alerts_fired"] == 0 and r.summary["payments_failed"] == 0
+    assert r.summary["detected_by"] is None
+
+
+def test_a_bank_slowdown_stretches_latency_and_trips_the_latency_rule():
+    r = run("bank_slowdown", seed=7, hours=2, **{"slowdown.start_h": 1, "slowdown.hours": 0.5})
+    assert r.summary["payment_p95_s"] > 10
+    assert r.summary["detected_by"] == "bank_slow"
+    timeouts = r.events[(r.events.topic == "ach.error") & (r.events.reason == "timeout")]
+    assert len(timeouts) > 0
+    degraded = r.events[r.events.topic.str.startswith("bank.")]
+    assert degraded["latency_ms"].max() > 10_000
+
+
+def test_the_surge_after_landfall_raises_requests_and_hlt_can_degrade():
+    r = run(
+        "landfall_surge",
+        seed=7,
+        hours=3,
+        **{"landfall.at_h": 1, "hlt.workers": 1, "hlt.service_s": 5, "citizens.surge": 6},
+    )
+    per_hour = r.events[r.events.topic == "portal.request"].groupby(r.events.hour // 1).size()
+    assert per_hour.loc[1] > 3 * per_hour.loc[0]
+    assert (r.events.topic == "service.degraded").sum() >= 1
+
+
+def test_summary_has_the_documented_keys_in_order(outage):
+    assert tuple(outage.summary) == SUMMARY_KEYS
+    assert outage.summary["scenario"] == "bank_outage" and outage.summary["seed"] == 7
+
+
+def test_plot_rates_shades_alerts_and_marks_the_outage(outage):
+    fig = outage.plot_rates()
+    ax = fig.axes[0]
+    labels = [line.get_label() for line in ax.get_lines()]
+    assert {"payments", "portal", "bank"} <= set(labels)
+    spans = len(outage.spans) + len(outage.incidents)
+    assert len(ax.patches) == spans
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "bank outage" in legend and "alert firing" in legend
+
+
+def test_save_writes_the_report_files(outage, tmp_path):
+    paths = outage.save(tmp_path / "out")
+    assert sorted(p.name for p in paths.values()) == sorted(
+        ["events.csv", "alerts.csv", "dashboard.csv", "summary.json", "rates.png"]
+    )
+    assert len(pd.read_csv(paths["events"])) == len(outage.events)
+    assert paths["plot"].read_bytes()[:4] == b"\x89PNG"
+
+
+def test_scenario_objects_and_double_underscore_overrides_work():
+    sc = Scenario.load("bank_outage").override(monitor__threshold=3)
+    r = run(sc, seed=7, hours=0.5)
+    assert r.scenario["monitor.threshold"] == 3
+    assert "monitor.threshold=3" in repr(sc)
+
+
+def test_full_default_day_is_big_and_detects_the_outage():
+    """The default 24 h day: over 100,000 events, the 14:00 outage detected
+    by the error-storm rule within a minute, no false alerts."""
+    r = run(seed=7, progress=False)
+    s = r.summary
+    assert s["scenario"] == "bank_outage" and s["hours"] == 24
+    assert s["events"] >= 100_000
+    assert s["detected_by"] == "error_storm" and s["time_to_detect_s"] < 60
+    assert s["false_alerts"] == 0
+    assert s["payments_failed"] > 0 and s["payments_sent"] > 10_000
+    assert r.dashboard["hour"].iloc[-1] == 24
+
+
+def test_a_failing_listener_is_counted_not_hidden(monkeypatch):
+    from simulations.watchers import Dashboard
+
+    def broken(self, ev):
+        raise RuntimeError("dashboard screen cracked")
+
+    monkeypatch.setattr(Dashboard, "_request", broken)
+    r = run("calm", seed=7, hours=0.5)
+    assert r.summary["subscriber_errors"] == (r.events.topic == "portal.request").sum() > 0
+    assert r.summary["payments_sent"] > 0  # the rest of the day went on
