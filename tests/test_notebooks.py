@@ -84,9 +84,11 @@ def test_index_links_all_ten_notebooks_in_order():
 
 @pytest.mark.parametrize("name", EXISTING)
 def test_notebook_ends_with_a_link_to_the_next(name):
+    """The last notebook links back to the index."""
     last = load(name)["cells"][-1]
     assert last["cell_type"] == "markdown"
-    assert links(source(last)) == [PATH[PATH.index(name) + 1]]
+    following = PATH[(PATH.index(name) + 1) % len(PATH)]
+    assert links(source(last)) == [following]
 
 
 @pytest.mark.parametrize("name", LESSONS)
