@@ -307,6 +307,18 @@ def test_clear_bound_gives_hysteresis(bus, clock, alerts):
     assert states(alerts) == [(3, "storm", "firing"), (21, "storm", "resolved")]
 
 
+def test_events_that_restore_the_clear_bound_stop_the_keep_firing_countdown(bus, clock, alerts):
+    rule = frequency("storm", "*.error", count=3, window=2, clear=2, keep_firing_for=5)
+    with Monitor(bus, [rule]):
+        for _ in range(3):
+            bus.publish("bank.error")  # firing at 0; all gone at 2: countdown to 7
+        at(clock, 4)
+        bus.publish("bank.error")
+        bus.publish("bank.error")  # 2 >= clear: countdown forgotten; gone at 6: new countdown
+        at(clock, 100)
+    assert states(alerts) == [(0, "storm", "firing"), (11, "storm", "resolved")]
+
+
 def test_repeat_interval_counts_in_bus_time(bus, clock, alerts):
     rule = absence("bank_down", "payments.sent", window=60, repeat_interval=600)
     with Monitor(bus, [rule]) as mon:

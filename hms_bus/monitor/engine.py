@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable
 from heapq import heappop, heappush
 from typing import Any
 
+from ..errors import HmsBusError
 from ..topics import TopicIndex
 from .evaluators import Evaluator, make_evaluator
 from .lifecycle import Track
@@ -114,6 +115,11 @@ class Engine:
             if when > self.now:
                 self.now = when
             tr.ev.wake(tr, when)
+            if tr.scheduled <= when:
+                raise HmsBusError(
+                    f"monitor bug: rule {tr.ev.rule.name!r} asked to be woken again at "
+                    f"the instant it was woken; please report it"
+                )
         if now > self.now:
             self.now = now
         self.due = heap[0][0] if heap else INF
