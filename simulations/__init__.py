@@ -10,6 +10,9 @@
 
     table = sweep("bank_outage", {"monitor.threshold": [3, 5, 8]}, seeds=range(1, 11))
 
+    # watch the day live: each listener gets the run's bus before the first event
+    run("bank_outage", listeners=[lambda bus: bus.subscribe("alerts.*", print)])
+
 ``scenarios()`` lists the stored scenarios; ``Scenario.load(name).table()``
 shows every parameter with its range. The model itself is
 :mod:`simulations.ida`.

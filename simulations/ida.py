@@ -33,7 +33,7 @@ import itertools
 import math
 import random
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -415,6 +415,7 @@ def simulate(
     hours: float = SIM_HOURS,
     rules: Callable[[Mapping[str, Any]], list] | None = None,
     progress: Callable[[float], None] | None = None,
+    listeners: Iterable[Callable[[Bus], Any]] = (),
 ) -> Day:
     """Run one day with parameters ``p`` (dotted names, all present).
 
@@ -422,7 +423,16 @@ def simulate(
     the same ``seed`` gives the same events, ids and alerts. ``rules`` turns
     the parameters into monitor rules; ``progress`` is called with the
     simulated seconds done after each chunk.
+
+    ``listeners`` are callables that each get the run's :class:`~hms_bus.Bus`
+    once, in the order given, after the audit ledger, pager, monitor and
+    dashboard have subscribed and before the first event; there they can
+    ``bus.subscribe(...)`` to watch the day live, each event arriving while
+    the virtual clock shows its time. The bus is closed when the run ends,
+    so a listener must not keep it. Events a listener publishes become part
+    of the day, so listen only, unless you mean to change it.
     """
+    listeners = check_listeners(listeners)
     wall = time.perf_counter()
     clock = VirtualClock(START)
     bus = Bus(clock=clock, seed=seed, src="ida")
@@ -432,6 +442,14 @@ def simulate(
     env = simpy.Environment()
     relief = Relief(env, bus, clock, seed)
     hlt, ach, bank, dashboard = setup(env, relief, p)
+    try:
+        for listener in listeners:
+            listener(bus)
+    except BaseException:
+        if monitor is not None:
+            monitor.close()
+        bus.close()
+        raise
     end = hours * 3600.0
     with no_gc():
         for until in _chunks(end, CHUNK_S):
@@ -460,6 +478,27 @@ def simulate(
         bus_status=status,
         wall_s=time.perf_counter() - wall,
     )
+
+
+def check_listeners(listeners: object) -> tuple[Callable[[Bus], Any], ...]:
+    """``listeners`` as a tuple of callables, or a TypeError naming the bad value."""
+    if callable(listeners):
+        raise TypeError(
+            f"listeners takes a list of callables, got the single {listeners!r}; "
+            "wrap it: listeners=[fn]"
+        )
+    if isinstance(listeners, (str, bytes)) or not isinstance(listeners, Iterable):
+        raise TypeError(
+            f"listeners must be a list of callables that each take the bus, got {listeners!r}"
+        )
+    found = tuple(listeners)
+    for i, fn in enumerate(found):
+        if not callable(fn):
+            raise TypeError(
+                f"listeners[{i}] is {fn!r}, not a callable; give functions that take the bus, "
+                "e.g. listeners=[lambda bus: bus.subscribe('payments.sent', count)]"
+            )
+    return found
 
 
 @contextmanager

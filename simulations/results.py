@@ -30,6 +30,9 @@ __all__ = ["Result", "SUMMARY_KEYS"]
 BASE_COLUMNS = ("ts", "time", "hour", "topic", "src", "id")
 """The columns every event row has; data fields follow, one column per key."""
 
+FIGSIZE = (11, 4.5)
+"""Width and height of the rates plot, in inches."""
+
 SUMMARY_KEYS = (
     "scenario",
     "seed",
@@ -232,14 +235,21 @@ class Result:
 
     def plot_rates(self, *, ax: Any = None) -> Figure:
         """Events per simulated minute by topic family (the first token),
-        with alert firing spans shaded and the incident windows marked."""
-        from matplotlib.figure import Figure
+        with alert firing spans shaded and the incident windows marked.
 
+        Without ``ax`` the plot gets a new pyplot figure, so ``plt.show()``
+        (or a notebook cell's end) shows it; close it with ``plt.close(fig)``
+        when you are done. With ``ax`` it draws there and returns that
+        axes' figure.
+        """
         if ax is None:
-            fig = Figure(figsize=(11, 4.5), layout="constrained")
-            ax = fig.add_subplot()
-        else:
-            fig = ax.figure
+            import matplotlib.pyplot as plt
+
+            fig, ax = plt.subplots(figsize=FIGSIZE, layout="constrained")
+        self._draw_rates(ax)
+        return ax.figure
+
+    def _draw_rates(self, ax: Any) -> None:
         minutes = max(1, int(np.ceil(self.hours * 60)))
         times = np.fromiter((ev.time for ev in self.ledger), float, len(self.ledger))
         idx = np.minimum(((times - self.start) // 60).astype(int), minutes - 1)
@@ -277,7 +287,6 @@ class Result:
         ax.set_title(f"Ida relief day: {self.scenario.name}, seed {self.seed}")
         ax.set_ylim(top=ax.get_ylim()[1] * 4)  # room for the alert lanes
         ax.legend(loc="upper left", fontsize="small", ncol=2)
-        return fig
 
     def save(self, out: str | Path) -> dict[str, Path]:
         """Write events.csv, alerts.csv, dashboard.csv, summary.json and
@@ -300,7 +309,13 @@ class Result:
             "incidents": self.incidents,
         }
         paths["summary"].write_text(json.dumps(meta, indent=2) + "\n")
-        self.plot_rates().savefig(paths["plot"], dpi=110)
+        # A figure outside pyplot: nothing left open, and no GUI backend
+        # is started by a command-line run.
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=FIGSIZE, layout="constrained")
+        self._draw_rates(fig.add_subplot())
+        fig.savefig(paths["plot"], dpi=110)
         return paths
 
 

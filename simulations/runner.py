@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
+
+from hms_bus import Bus
 
 from . import ida
 from .results import Result
@@ -26,6 +28,7 @@ def run(
     hours: float = ida.SIM_HOURS,
     overrides: Mapping[str, Any] | None = None,
     progress: bool | None = None,
+    listeners: Iterable[Callable[[Bus], Any]] = (),
     **kw: Any,
 ) -> Result:
     """Simulate one Ida relief day and return its :class:`~simulations.Result`.
@@ -39,16 +42,25 @@ def run(
         (``**{"bank.failure_rate": 0.2}`` or ``bank__failure_rate=0.2``).
     :param progress: show a progress bar on stderr; by default only when
         stderr is a terminal, and only once a run takes more than 2 s.
+    :param listeners: callables to watch the day live. Each is called once
+        with the run's :class:`~hms_bus.Bus`, after the simulation's own
+        ledger, pager, monitor and dashboard have subscribed and before the
+        first event, so it can ``bus.subscribe(...)``; its subscribers then
+        get every event while the virtual clock shows that event's time.
+        The bus is closed when ``run`` returns: do not keep it.
     """
     sc = Scenario.load(scenario).override(overrides, **kw)
     seed = check_seed(seed)
     hours = check_hours(hours)
+    listeners = ida.check_listeners(listeners)
     with progress_bar(hours, progress, desc=sc.name, bar_format=BAR) as bar:
 
         def step(t: float) -> None:
             bar.update(t / 3600 - bar.n)
 
-        day = ida.simulate(sc, seed=seed, hours=hours, rules=monitor_rules, progress=step)
+        day = ida.simulate(
+            sc, seed=seed, hours=hours, rules=monitor_rules, progress=step, listeners=listeners
+        )
     return Result(sc, day)
 
 

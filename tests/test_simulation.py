@@ -196,7 +196,21 @@ def test_summary_has_the_documented_keys_in_order(outage):
     assert outage.summary["scenario"] == "bank_outage" and outage.summary["seed"] == 7
 
 
-def test_plot_rates_shades_alerts_and_marks_the_outage(outage):
+@pytest.fixture
+def pyplot():
+    """pyplot on the Agg backend; figures a test leaves open are closed after it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    before = set(plt.get_fignums())
+    yield plt
+    for num in set(plt.get_fignums()) - before:
+        plt.close(num)
+
+
+def test_plot_rates_shades_alerts_and_marks_the_outage(outage, pyplot):
     fig = outage.plot_rates()
     ax = fig.axes[0]
     labels = [line.get_label() for line in ax.get_lines()]
@@ -207,8 +221,25 @@ def test_plot_rates_shades_alerts_and_marks_the_outage(outage):
     assert "bank outage" in legend and "alert firing" in legend
 
 
-def test_save_writes_the_report_files(outage, tmp_path):
+def test_plot_rates_without_ax_makes_a_figure_pyplot_can_show(outage, pyplot):
+    """``plt.show()`` after ``plot_rates()`` shows the figure in a notebook."""
+    fig = outage.plot_rates()
+    assert fig.number in pyplot.get_fignums()
+    assert pyplot.gcf() is fig
+
+
+def test_plot_rates_draws_on_the_axes_it_is_given(outage, pyplot):
+    fig, (left, right) = pyplot.subplots(1, 2)
+    open_before = pyplot.get_fignums()
+    assert outage.plot_rates(ax=right) is fig
+    assert right.get_lines() and not left.get_lines()
+    assert pyplot.get_fignums() == open_before  # no extra figure
+
+
+def test_save_writes_the_report_files(outage, tmp_path, pyplot):
+    open_before = pyplot.get_fignums()
     paths = outage.save(tmp_path / "out")
+    assert pyplot.get_fignums() == open_before  # saving leaves no figure open
     assert sorted(p.name for p in paths.values()) == sorted(
         ["events.csv", "alerts.csv", "dashboard.csv", "summary.json", "rates.png"]
     )

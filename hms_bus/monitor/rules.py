@@ -176,9 +176,9 @@ class Rule:
         parts = []
         for key in ("for_", "keep_firing_for", "repeat_interval"):
             if getattr(self, key):
-                parts.append(f"{key}={getattr(self, key):g}")
+                parts.append(f"{key}={_code(getattr(self, key))}")
         if self.clear != self.bound:
-            parts.append(f"clear={self.clear!r}")
+            parts.append(f"clear={_code(self.clear)}")
         if self.labels:
             parts.append(f"labels={self.labels!r}")
         return "".join(", " + p for p in parts)
@@ -200,9 +200,33 @@ def _compare(op: str, value: float, bound: float) -> bool:
 
 
 def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return "no data" if value is None else str(value)
+    """A number for people: every integer digit, thousands separated, and
+    three significant digits in all (``15,000``, ``12.3``, ``0.201``)."""
+    if value is None:
+        return "no data"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if value == 0:
+        return "0"
+    if not math.isfinite(value):
+        return f"{value:g}"
+    # Digits after the point so that three significant ones show, but never
+    # rounding away integer digits (where :g would switch to an exponent).
+    decimals = max(0, 2 - math.floor(math.log10(abs(value))))
+    text = f"{value:,.{decimals}f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text
+
+
+def _code(value: float) -> str:
+    """A number as Python would read it back: ``300`` rather than ``300.0``,
+    and every digit (``:g`` keeps six and turns 1234567.25 into 1.23457e+06)."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return str(int(value))
+    return repr(value)
 
 
 class Frequency(Rule):
@@ -226,13 +250,16 @@ class Frequency(Rule):
         self.clear = int(self.clear)
 
     def describe(self, value: Any) -> str:
-        return f"{value} {self.pattern} events within {self.window:g} s (alert at {self.count})"
+        return (
+            f"{_fmt(value)} {self.pattern} events within {_fmt(self.window)} s "
+            f"(alert at {_fmt(self.count)})"
+        )
 
     def __repr__(self) -> str:
         group = f", group_by={self.group_by!r}" if self.group_by else ""
         return (
             f"frequency({self.name!r}, {self.pattern!r}, count={self.count}, "
-            f"window={self.window:g}{group}{self._options()})"
+            f"window={_code(self.window)}{group}{self._options()})"
         )
 
 
@@ -252,14 +279,14 @@ class Absence(Rule):
 
     def describe(self, value: Any) -> str:
         return (
-            f"only {value} {self.pattern} events within {self.window:g} s "
-            f"(expected at least {self.count})"
+            f"only {_fmt(value)} {self.pattern} events within {_fmt(self.window)} s "
+            f"(expected at least {_fmt(self.count)})"
         )
 
     def __repr__(self) -> str:
         return (
             f"absence({self.name!r}, {self.pattern!r}, count={self.count}, "
-            f"window={self.window:g}{self._options()})"
+            f"window={_code(self.window)}{self._options()})"
         )
 
 
@@ -306,15 +333,17 @@ class Threshold(Rule):
     def describe(self, value: Any) -> str:
         side = "above" if self.op == ">" else "below"
         return (
-            f"{self.agg} of {self.field} over {self.window:g} s is {_fmt(value)} "
+            f"{self.agg} of {self.field} over {_fmt(self.window)} s is {_fmt(value)} "
             f"({side} {_fmt(self.bound)})"
         )
 
     def __repr__(self) -> str:
         side = "above" if self.op == ">" else "below"
+        group = f", group_by={self.group_by!r}" if self.group_by else ""
         return (
             f"threshold({self.name!r}, {self.pattern!r}, field={self.field!r}, "
-            f"agg={self.agg!r}, {side}={self.bound:g}, window={self.window:g}{self._options()})"
+            f"agg={self.agg!r}, {side}={_code(self.bound)}, window={_code(self.window)}"
+            f"{group}{self._options()})"
         )
 
 
@@ -345,13 +374,15 @@ class Ratio(Rule):
     def describe(self, value: Any) -> str:
         shown = "no data" if value is None else f"{value:.1%}"
         return (
-            f"{self.pattern} / {self.of} over {self.window:g} s is {shown} (above {self.bound:.1%})"
+            f"{self.pattern} / {self.of} over {_fmt(self.window)} s is {shown} "
+            f"(above {self.bound:.1%})"
         )
 
     def __repr__(self) -> str:
+        min_of = f", min_of={self.min_of}" if self.min_of != 1 else ""
         return (
-            f"ratio({self.name!r}, {self.pattern!r}, of={self.of!r}, above={self.bound:g}, "
-            f"window={self.window:g}{self._options()})"
+            f"ratio({self.name!r}, {self.pattern!r}, of={self.of!r}, above={_code(self.bound)}, "
+            f"window={_code(self.window)}{min_of}{self._options()})"
         )
 
 
