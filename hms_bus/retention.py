@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from .topics import matches, validate_pattern
+from .topics import matches
 
 if TYPE_CHECKING:
     from .event import Event
@@ -82,7 +82,7 @@ class Retention:
         return len(self._buf) - self._head
 
     def __iter__(self) -> Iterator[Event]:
-        return iter(self._live())
+        return iter(self._buf[self._head :])  # type: ignore[arg-type]
 
     def append(self, ev: Event) -> None:
         """Keep ``ev`` (whose time is not older than the last one's)."""
@@ -118,9 +118,6 @@ class Retention:
         oldest = buf[head] if head < len(buf) else None
         # With nothing kept, the next append looks again.
         self._expires_at = float("-inf") if oldest is None else oldest._time + self.window
-
-    def _live(self) -> list[Event]:
-        return self._buf[self._head :]  # type: ignore[return-value]
 
     def replay(
         self,
@@ -174,5 +171,4 @@ def replay(
     """Replay the default bus's kept events; see :meth:`hms_bus.Bus.replay`."""
     from .bus import get_bus
 
-    validate_pattern(pattern)
     return get_bus().replay(pattern, since=since, until=until, limit=limit)

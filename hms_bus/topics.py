@@ -11,7 +11,6 @@ pattern.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Generic, TypeVar
 
 __all__ = ["validate_topic", "validate_pattern", "matches", "TopicIndex"]
@@ -172,10 +171,7 @@ class TopicIndex(Generic[T]):
             node = path[depth]
             if node.children or node.here or node.rest:
                 break
-            parent = path[depth - 1]
-            for tok, child in list(parent.children.items()):
-                if child is node:
-                    del parent.children[tok]
+            del path[depth - 1].children[tokens[depth - 1]]
 
     def lookup(self, topic: str) -> tuple[T, ...]:
         """The items whose pattern matches ``topic``, oldest first."""
@@ -201,12 +197,3 @@ class TopicIndex(Generic[T]):
             child = node.children.get(key)
             if child is not None:
                 self._collect(child, tokens, i + 1, found)
-
-    def items(self) -> Iterable[T]:
-        """Every indexed item (any order)."""
-        stack = [self._root]
-        while stack:
-            node = stack.pop()
-            yield from node.here.values()
-            yield from node.rest.values()
-            stack.extend(node.children.values())
