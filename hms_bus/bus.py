@@ -10,8 +10,8 @@ Delivery semantics, the same on every backend:
 * **Publish first, subscribe later works.** A new subscription first receives
   the kept (retained) events that match, oldest first, then live ones; each
   event reaches a subscription exactly once. Pass ``deliver="new"`` for live
-  events only, or a time (datetime, ISO text, epoch seconds, or a timedelta
-  meaning "that long ago") to start there.
+  events only, or a time up to now (datetime, ISO text, epoch seconds, or a
+  timedelta meaning "that long ago") to start there.
 * Subscribers are called one at a time, in publish order; for one event, in
   the order they subscribed. An event published inside a callback is
   delivered after the current event has reached every subscriber.
@@ -226,7 +226,8 @@ class Bus:
         """Call ``fn(event)`` for each event whose topic matches ``pattern``.
 
         :param deliver: ``"all"`` (default): kept events first, then live ones;
-            ``"new"``: live events only; or a time to start from.
+            ``"new"``: live events only; or a time up to now to start from (a
+            future time raises ``ValueError``).
         :param name: how errors and ``repr`` name this subscriber; the
             function's name unless told.
         """

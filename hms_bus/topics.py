@@ -7,6 +7,10 @@ use two wildcards, each a whole token: ``*`` matches exactly one token and
 ``payments.>`` does match. Matching by whole tokens, as real brokers do, is
 what lets an index find the subscribers of a topic without trying every
 pattern.
+
+Tokens are printable text in any script (``alerts.🔥``), with no whitespace
+of any kind and no NUL, control or other invisible characters. Topics and
+patterns may have any number of tokens: nothing here recurses per token.
 """
 
 from __future__ import annotations

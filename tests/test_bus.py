@@ -296,9 +296,10 @@ def test_an_interrupted_delivery_resumes_with_the_next_publish(bus):
     assert calls == 2  # the interrupted subscriber is not called twice for a.first
 
 
-def test_a_failing_lookup_changes_nothing_and_the_next_publish_delivers(bus, monkeypatch):
+def test_a_failing_lookup_changes_nothing_and_the_next_publish_delivers(clock, monkeypatch):
     from hms_bus.topics import TopicIndex
 
+    bus = Bus(clock=clock)  # not closed: a stuck bus would make close() wait forever
     got: list = []
     bus.subscribe("a.*", got.append)
     real = TopicIndex.lookup
@@ -310,10 +311,10 @@ def test_a_failing_lookup_changes_nothing_and_the_next_publish_delivers(bus, mon
     with pytest.raises(MemoryError):
         bus.publish("a.lost")
     monkeypatch.setattr(TopicIndex, "lookup", real)
+    bus.flush(timeout=1)  # raises TimeoutError if dispatch state were stuck
     assert bus.replay() == [] and bus.published == 0  # refused whole, no gap in seq
     ev = bus.publish("a.next")
     assert got == [ev] and ev.seq == 1
-    bus.flush(timeout=1)
 
 
 def test_a_refused_publish_leaves_no_gap_in_seq(clock):
