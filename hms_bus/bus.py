@@ -22,6 +22,7 @@ Delivery semantics, the same on every backend:
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import sys
@@ -30,6 +31,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
+from numbers import Real
 from typing import Any
 
 from .backends.base import ALL, NEW, Backend
@@ -334,7 +336,20 @@ class Bus:
     # -- housekeeping -------------------------------------------------------
 
     def flush(self, timeout: float | None = None) -> None:
-        """Wait until every event published so far is stored and delivered."""
+        """Wait until every event published so far is stored and delivered.
+
+        :param timeout: seconds to wait at most (then ``TimeoutError``); None
+            waits as long as it takes.
+        """
+        if timeout is not None and (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, Real)
+            or not 0 <= timeout < math.inf
+        ):
+            raise ValueError(
+                f"flush(timeout=...) takes seconds as a finite number >= 0, or None to "
+                f"wait as long as it takes; got {timeout!r}"
+            )
         self.backend.flush(timeout)
 
     def close(self) -> None:
@@ -442,11 +457,7 @@ def _clock_reader(clock: object) -> Callable[[], float]:
 
     def checked() -> float:
         t = now()
-        if (
-            not isinstance(t, (int, float))
-            or isinstance(t, bool)
-            or not (MIN_TIME <= t <= MAX_TIME)
-        ):
+        if not isinstance(t, Real) or isinstance(t, bool) or not (MIN_TIME <= t <= MAX_TIME):
             raise ValueError(
                 f"clock {clock!r} returned {t!r} from now(); a clock must return epoch "
                 f"seconds as a finite number between {MIN_TIME} and {MAX_TIME} "

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
+from numbers import Real
 
 __all__ = ["Clock", "WallClock", "VirtualClock", "to_epoch", "MIN_TIME", "MAX_TIME"]
 
@@ -89,21 +90,23 @@ class VirtualClock(Clock):
         """Move forward by ``seconds`` (a number or a timedelta)."""
         if isinstance(seconds, timedelta):
             seconds = seconds.total_seconds()
-        if not isinstance(seconds, (int, float)) or isinstance(seconds, bool):
+        if not isinstance(seconds, Real) or isinstance(seconds, bool):
             raise TypeError(f"advance() takes seconds as a number, got {seconds!r}")
         try:
             step = float(seconds)
         except OverflowError:
             step = math.inf
         if not math.isfinite(step):
-            raise ValueError(f"cannot advance by {seconds!r} s: give a finite number of seconds")
+            raise ValueError(
+                f"cannot advance by {_show(seconds)} s: give a finite number of seconds"
+            )
         if step < 0:
-            raise ValueError(f"cannot advance by {seconds} s: a clock never goes back")
+            raise ValueError(f"cannot advance by {_show(seconds)} s: a clock never goes back")
         with self._lock:  # read and write under one lock: no lost moves
             t = self._now + step
             if t > MAX_TIME:
                 raise ValueError(
-                    f"cannot advance by {seconds!r} s from {self.iso()}: the clock "
+                    f"cannot advance by {_show(seconds)} s from {self.iso()}: the clock "
                     f"stops at {_iso(MAX_TIME)} (MAX_TIME)"
                 )
             self._move(t)
@@ -174,7 +177,7 @@ def to_epoch(
     """
     if isinstance(when, bool):
         raise TypeError(f"{what}= expects a time, got {when!r}")
-    if isinstance(when, (int, float)):
+    if isinstance(when, Real):
         try:
             return _in_range(float(when), when, what)
         except OverflowError:
@@ -207,21 +210,23 @@ def to_epoch(
     )
 
 
+def _show(value: object) -> str:
+    """A value for an error message: numbers plainly (numpy's too), huge ints by size."""
+    if isinstance(value, int) and value.bit_length() > 128:
+        return f"an int of {value.bit_length()} bits"  # str() refuses very long ints
+    return str(value) if isinstance(value, Real) else repr(value)
+
+
 def _in_range(t: float, given: object, what: str) -> float:
     if MIN_TIME <= t <= MAX_TIME:
         return t
-    shown = (
-        f"an int of {given.bit_length()} bits"
-        if isinstance(given, int) and (given.bit_length() > 128)
-        else repr(given)
-    )
     if isinstance(given, float) and not math.isfinite(given):
         raise ValueError(
-            f"{what}={shown} is not a time; give finite epoch seconds, a datetime or "
+            f"{what}={_show(given)} is not a time; give finite epoch seconds, a datetime or "
             f"ISO-8601 text (or leave it out where that means no bound)"
         )
     raise ValueError(
-        f"{what}={shown} is outside the times the bus can show: from "
+        f"{what}={_show(given)} is outside the times the bus can show: from "
         f"0001-01-01T00:00:00Z ({MIN_TIME}) to {_iso(MAX_TIME)} ({MAX_TIME}) in epoch "
         f"seconds; leave it out where that means no bound"
     )

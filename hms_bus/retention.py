@@ -19,6 +19,7 @@ import math
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from numbers import Real
 from typing import TYPE_CHECKING
 
 from .topics import matches
@@ -60,7 +61,7 @@ class Retention:
             window = window.total_seconds()
         if (
             isinstance(window, bool)
-            or not isinstance(window, (int, float))
+            or not isinstance(window, Real)
             or not window > 0  # also false for nan
         ):
             raise ValueError(

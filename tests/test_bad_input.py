@@ -268,6 +268,13 @@ REFUSED = [
         "use\\(\\) got a Bus and keyword arguments \\(retention\\)",
     ),
     (
+        "flush-timeout-nan",
+        lambda b, c: b.flush(timeout=math.nan),
+        ValueError,
+        r"flush\(timeout=...\) takes seconds as a finite number >= 0.*got nan",
+    ),
+    ("flush-timeout-negative", lambda b, c: b.flush(timeout=-1), ValueError, "got -1"),
+    (
         "subscribe-name-not-str",
         lambda b, c: b.subscribe("a.b", print, name=5),
         TypeError,

@@ -131,3 +131,13 @@ def test_refused_moves_leave_the_clock_where_it_was(clock):
     assert clock.now() == before
     clock.advance(timedelta(minutes=1))
     assert clock.iso() == "2021-08-29T12:01:00.000Z"
+
+
+def test_numpy_numbers_are_numbers():
+    np = pytest.importorskip("numpy")
+    clock = VirtualClock(np.int64(0))
+    clock.advance(np.int64(5))
+    clock.advance(np.float32(0.5))
+    assert clock.now() == 5.5 and type(clock.now()) is float
+    with pytest.raises(ValueError, match="cannot advance by nan s"):
+        clock.advance(np.float64("nan"))
