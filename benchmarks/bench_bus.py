@@ -170,15 +170,9 @@ def bare_loop() -> Callable[[int], None]:
 
 def timed(run: Callable[[int], None], n: int) -> float:
     gc.collect()
-    # The other cases' kept events stay out of this case's collections, so no
-    # case pays for the ones timed before it; its own events are collected as usual.
-    gc.freeze()
-    try:
-        t0 = time.perf_counter()
-        run(n)
-        return n / (time.perf_counter() - t0)
-    finally:
-        gc.unfreeze()
+    t0 = time.perf_counter()
+    run(n)
+    return n / (time.perf_counter() - t0)
 
 
 def load_baseline(rev: str, into: str) -> ModuleType:
