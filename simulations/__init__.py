@@ -20,17 +20,23 @@ shows every parameter with its range. The model itself is
 
 from __future__ import annotations
 
+from .params import KINDS, PARAMS
+from .replay import backtest, load_events
 from .results import Result
-from .runner import run
-from .scenario import DEFAULT_SCENARIO, PARAMS, Scenario, scenarios
+from .runner import IncidentWarning, run
+from .scenario import DEFAULT_SCENARIO, Scenario, scenarios
 from .sweep import Sweep, sweep
 
 __all__ = [
     "DEFAULT_SCENARIO",
+    "IncidentWarning",
+    "KINDS",
     "PARAMS",
     "Result",
     "Scenario",
     "Sweep",
+    "backtest",
+    "load_events",
     "run",
     "scenarios",
     "sweep",
