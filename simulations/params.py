@@ -114,8 +114,8 @@ PARAMS: dict[str, Param] = {
                                "10 min (0: off)", hi=1),
     "monitor.hlt_wait_p95_s": P(10, "s", "alert when citizens' p95 wait for HMS-HLT over "
                                 "5 min exceeds this (0: off)", hi=86_400),
-    "monitor.rejected_ratio": P(0.2, "", "alert when this share of HMS-HLT's checks within "
-                                "10 min rejects an unknown requester (0: off)", hi=1),
+    "monitor.rejected_count": P(20, "requests", "alert when HMS-HLT rejects this many unknown "
+                                "requesters within 60 s (0: off)", hi=1_000_000, whole=True),
     "score.grace_s": P(900, "s", "an alert up to this long after an incident still counts "
                        "as true", hi=86_400),
     "load.scale": P(1, "x", "multiplies arrivals, HLT workers and bank lines (for big runs)",

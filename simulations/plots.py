@@ -227,31 +227,35 @@ def draw_compact(ax: Any, view: DayView) -> None:
 
 def draw_sweep(fig: Any, sweep: Any) -> None:
     """Time to detect against false alerts for every setting, spread over seeds,
-    and payments failed per setting."""
+    and payments sent and failed per setting."""
+    import textwrap
+
     left, right = fig.subplots(1, 2, width_ratios=[3, 2])
     table, names = sweep.table, sweep.names
+    xcol = "baseline_false_alerts_mean" if sweep.baseline else "false_alerts_mean"
     for scenario, rows in table.groupby("scenario", sort=False):
         if rows["incidents"].sum() == 0:
             continue
-        x = rows["baseline_false_alerts_mean"] if "baseline_false_alerts_mean" in rows else rows[
-            "false_alerts_mean"
-        ]
-        y = rows["detect_median_s"]
+        x, y = rows[xcol], rows["detect_median_s"]
         yerr = [y - rows["detect_min_s"], rows["detect_max_s"] - y]
         line = left.errorbar(x, y, yerr=yerr, fmt="o-", capsize=3, label=scenario)
+        # Settings that land on the same point share one label.
+        labels: dict[tuple[float, float], list[str]] = {}
         for xi, yi, (_, row) in zip(x, y, rows.iterrows(), strict=True):
-            text = ", ".join(f"{n.split('.', 1)[-1]}={_g(row[n])}" for n in names)
-            left.annotate(f" {text}", (xi, yi), fontsize="x-small", color=line[0].get_color())
+            labels.setdefault((xi, yi), []).append(_setting(row, names))
+        for (xi, yi), texts in labels.items():
+            left.annotate(" " + " | ".join(texts), (xi, yi), fontsize="x-small",
+                          color=line[0].get_color())  # fmt: skip
     base = f" on {sweep.baseline}" if sweep.baseline else ""
     left.set_xlabel(f"false alerts per run{base} (mean over seeds)")
     left.set_ylabel("time to detect (s): median, bars min-max")
     left.set_title("Hear it sooner, or cry wolf less?", fontsize="medium", loc="left")
+    left.set_xlim(left=-0.05 * max(1.0, float(table[xcol].max())),
+                  right=max(1.0, float(table[xcol].max())) * 1.3)  # fmt: skip
     if left.get_legend_handles_labels()[0]:
         left.legend(fontsize="small")
-    labels = [
-        f"{sc}\n" + ", ".join(f"{n.split('.', 1)[-1]}={_g(row[n])}" for n in names)
-        for sc, (_, row) in zip(table["scenario"], table.iterrows(), strict=True)
-    ]
+    labels = [f"{sc}\n{_setting(row, names)}" for sc, (_, row) in
+              zip(table["scenario"], table.iterrows(), strict=True)]  # fmt: skip
     ypos = np.arange(len(table))
     right.barh(ypos, table["payments_sent_mean"], color=SENT, label="sent")
     right.barh(ypos, table["payments_failed_mean"], left=table["payments_sent_mean"],
@@ -260,7 +264,11 @@ def draw_sweep(fig: Any, sweep: Any) -> None:
     right.invert_yaxis()
     right.set_xlabel("payments per run (mean over seeds)")
     right.legend(fontsize="small", loc="lower right")
-    fig.suptitle(sweep.title())
+    fig.suptitle("\n".join(textwrap.wrap(sweep.title(), 120)), fontsize="medium")
+
+
+def _setting(row: Any, names: list[str]) -> str:
+    return ", ".join(f"{n.split('.', 1)[-1]}={_g(row[n])}" for n in names)
 
 
 def _g(value: Any) -> str:

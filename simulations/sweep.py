@@ -119,7 +119,7 @@ class Sweep:
         if self.baseline:
             text += f"; false alerts on {self.baseline}"
         if self.fixed:
-            text += "; with " + ", ".join(f"{k}={v}" for k, v in self.fixed.items())
+            text += "; with " + ", ".join(f"{k}={_num(v)}" for k, v in self.fixed.items())
         return text
 
     def report(self) -> str:
@@ -428,6 +428,10 @@ def _seeds(seeds: list[int]) -> str:
     if seeds == list(range(seeds[0], seeds[-1] + 1)) and len(seeds) > 2:
         return f"{seeds[0]}-{seeds[-1]}"
     return ",".join(map(str, seeds))
+
+
+def _num(x: Any) -> str:
+    return f"{x:g}" if isinstance(x, float) else str(x)
 
 
 def _fmt(x: float) -> str:

@@ -18,8 +18,7 @@ LATENCY_WINDOW_S = 300  # s over which the bank's p95 latency is measured
 FAILURE_WINDOW_S = 600  # s over which the share of failed payments is measured
 FAILURE_MIN_PAYMENTS = 10  # payments in that window before the share means anything
 HLT_WAIT_WINDOW_S = 300  # s over which the p95 wait for HMS-HLT is measured
-REJECTED_WINDOW_S = 600  # s over which the share of rejected requests is measured
-REJECTED_MIN_CHECKS = 20  # HLT checks in that window before the share means anything
+REJECTED_WINDOW_S = 60  # s over which HMS-HLT's rejections are counted
 
 
 class Dashboard:
@@ -148,15 +147,13 @@ def monitor_rules(p: Mapping[str, Any]) -> list:
                 **keep,
             )
         )
-    if p["monitor.rejected_ratio"] > 0:
+    if p["monitor.rejected_count"] > 0:
         rules.append(
-            ratio(
+            frequency(
                 "requests_rejected",
                 "hlt.rejected",
-                of="hlt.*",
-                above=p["monitor.rejected_ratio"],
+                count=p["monitor.rejected_count"],
                 window=REJECTED_WINDOW_S,
-                min_of=REJECTED_MIN_CHECKS,
                 **keep,
             )
         )
