@@ -68,8 +68,8 @@ class DayView:
     failed: np.ndarray  # payments failed per minute
     wait_t: np.ndarray  # hours of each HLT check
     wait_s: np.ndarray  # its wait, in seconds
-    spans: list[dict[str, Any]]
-    incidents: list[Any]
+    spans: list[dict[str, Any]]  # rows of Result.spans
+    incidents: list[Any]  # Result.scheduled
 
     @classmethod
     def of(cls, result: Any) -> DayView:
@@ -104,8 +104,8 @@ class DayView:
             failed=failed,
             wait_t=wait[:, 0] / 3600,
             wait_s=wait[:, 1] / 1000,
-            spans=result._spans,
-            incidents=result._scheduled,
+            spans=result.spans.to_dict("records"),
+            incidents=result.scheduled,
         )
 
     @property
@@ -145,7 +145,7 @@ def _lanes(ax: Any, view: DayView, *, bottom: float = 0.0, height: float = 1.0) 
         true = span["true_alert"]
         kind = "true alert" if true else "false alert"
         ax.axvspan(
-            span["start_s"] / 3600, span["end_s"] / 3600, ymin=lo + 0.15 * step,
+            span["start_h"], span["end_h"], ymin=lo + 0.15 * step,
             ymax=lo + 0.85 * step, facecolor=TRUE_ALERT if true else "none",
             edgecolor=TRUE_ALERT if true else FALSE_ALERT, hatch=None if true else "////",
             lw=0.8, label=None if kind in seen else kind,

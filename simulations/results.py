@@ -33,6 +33,7 @@ from .scoring import (
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+    from .incidents import Incident
     from .runner import Day
 
 __all__ = ["Result", "SUMMARY_KEYS", "EVENT_COLUMNS", "OUTPUT_FILES", "events_frame"]
@@ -105,6 +106,11 @@ class Result:
             f"{s['payments_sent']:,} payments sent, {s['alerts_fired']} alerts, "
             f"{s['detected']}/{s['incidents']} incidents detected>"
         )
+
+    @property
+    def scheduled(self) -> list[Incident]:
+        """The scenario's incidents that fall in the run (what ``incidents`` scores)."""
+        return list(self._scheduled)
 
     @property
     def changed(self) -> dict[str, Any]:
