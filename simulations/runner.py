@@ -43,6 +43,7 @@ MAX_HOURS = MAX_H
 """The longest run, in simulated hours."""
 
 CHUNK_S = 900  # s of simulated time between progress-bar updates
+GC_GENERATION = 0  # the generation run() collects after a day (see no_gc)
 
 BAR = "{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:g} simulated h [{elapsed}<{remaining}]"
 
@@ -89,41 +90,41 @@ def simulate(
     subscribed and before the first event.
     """
     wall = time.perf_counter()
-    clock = VirtualClock(ida.START)
-    bus = Bus(clock=clock, seed=seed, src="ida")
-    mon = None
-    try:
-        ledger = AuditLedger(bus)
-        pager = Pager(bus)
-        if monitor:
-            from hms_bus.monitor import Monitor
+    with no_gc():
+        clock = VirtualClock(ida.START)
+        bus = Bus(clock=clock, seed=seed, src="ida")
+        mon = None
+        try:
+            ledger = AuditLedger(bus)
+            pager = Pager(bus)
+            if monitor:
+                from hms_bus.monitor import Monitor
 
-            mon = Monitor(bus, rules=monitor_rules(scenario))
-        env = simpy.Environment()
-        relief = ida.Relief(env, bus, clock, seed)
-        dashboard = Dashboard(bus)
-        incidents = scenario.incidents
-        ach = ida.setup(env, relief, scenario, incidents, dashboard)
-        for listener in listeners:
-            listener(bus)
-        end = hours * 3600.0
-        with no_gc():
+                mon = Monitor(bus, rules=monitor_rules(scenario))
+            env = simpy.Environment()
+            relief = ida.Relief(env, bus, clock, seed)
+            dashboard = Dashboard(bus)
+            incidents = scenario.incidents
+            ach = ida.setup(env, relief, scenario, incidents, dashboard)
+            for listener in listeners:
+                listener(bus)
+            end = hours * 3600.0
             for until in _chunks(end, CHUNK_S):
                 env.run(until=until)
                 relief.tick()
                 if progress is not None:
                     progress(until)
-        dashboard.snapshot(end / 3600)
-        timeline = None
-        if mon is not None:
-            mon.close()
-            timeline = mon.timeline()
-        bus.flush()
-        status = bus.status()
-    finally:
-        if mon is not None:
-            mon.close()
-        bus.close()
+            dashboard.snapshot(end / 3600)
+            timeline = None
+            if mon is not None:
+                mon.close()
+                timeline = mon.timeline()
+            bus.flush()
+            status = bus.status()
+        finally:
+            if mon is not None:
+                mon.close()
+            bus.close()
     return Day(
         scenario=scenario,
         seed=seed,
@@ -180,15 +181,19 @@ def run(
     listeners = check_listeners(listeners)
     for text in incidents_outside(sc, hours):
         warnings.warn(text, IncidentWarning, stacklevel=2)
-    with progress_bar(hours, progress, desc=sc.name, bar_format=BAR) as bar:
+    with no_gc():
+        with progress_bar(hours, progress, desc=sc.name, bar_format=BAR) as bar:
 
-        def step(t: float) -> None:
-            bar.update(t / 3600 - bar.n)
+            def step(t: float) -> None:
+                bar.update(t / 3600 - bar.n)
 
-        day = simulate(sc, seed=seed, hours=hours, progress=step, listeners=listeners)
-    result = Result(day)
-    del day
-    gc.collect()  # the run's SimPy processes and events are cyclic garbage now
+            day = simulate(sc, seed=seed, hours=hours, progress=step, listeners=listeners)
+        result = Result(day)
+        del day
+    # Everything the day made is still in the youngest generation; its
+    # garbage (SimPy processes, the closed bus) goes now, older objects
+    # (earlier results in a notebook) are not rescanned.
+    gc.collect(GC_GENERATION)
     return result
 
 
@@ -244,8 +249,10 @@ def check_listeners(listeners: object) -> tuple[Callable[[Bus], Any], ...]:
 def no_gc() -> Iterator[None]:
     """Pause the cycle collector while a day runs. A run keeps every event
     alive, so the collector would only rescan a growing heap again and again
-    (a third of the time of a million-event run); the SimPy garbage it leaves
-    is collected once, after the run."""
+    (a third of the time of a million-event run). Everything the day made
+    stays in the youngest generation, so its garbage (SimPy processes, the
+    closed bus) is collected afterwards by ``gc.collect(0)`` without
+    rescanning older objects, such as earlier results in a notebook."""
     collecting = gc.isenabled()
     gc.disable()
     try:

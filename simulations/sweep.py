@@ -39,7 +39,14 @@ from hms_bus.topics import matches
 from . import ida
 from .output import check_out, write_all
 from .params import lookup
-from .runner import IncidentWarning, check_hours, check_seed, incidents_outside, progress_bar
+from .runner import (
+    IncidentWarning,
+    check_hours,
+    check_seed,
+    incidents_outside,
+    no_gc,
+    progress_bar,
+)
 from .scenario import Scenario
 from .scoring import firing_notices, score_incidents, spans, summarise, tally
 from .watchers import monitor_rules
@@ -262,6 +269,15 @@ def day_task(
 ) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
     """Simulate one day without a monitor, then score every rule variant on its
     events: one (summary, incident scores) pair per variant. Runs in a worker."""
+    with no_gc():
+        out = _score_variants(scenario, seed, hours, variants)
+    gc.collect(0)  # the day's garbage only: a forked worker must not touch its parent's heap
+    return out
+
+
+def _score_variants(
+    scenario: Scenario, seed: int, hours: float, variants: list[dict[str, Any]]
+) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
     from hms_bus.monitor import backtest
 
     from .runner import simulate
@@ -304,8 +320,6 @@ def day_task(
             scores=scores, found=found, notices=len(timeline), pages=firing_notices(timeline),
         )  # fmt: skip
         out.append((summary, scores))
-    del day
-    gc.collect()
     return out
 
 
