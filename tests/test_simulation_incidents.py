@@ -212,3 +212,21 @@ def test_the_bus_is_closed_even_when_the_model_fails(monkeypatch):
 
     with pytest.raises(HmsBusError):
         buses[0].publish("too.late", {})
+
+
+def test_an_alert_in_the_grace_after_an_incident_is_true_and_detects_it():
+    """Scoring alone: an alert up to score.grace_s after the incident ends counts."""
+    from simulations.scoring import score_incidents
+
+    def span(rule, start_s):
+        return {"rule": rule, "group": None, "start_s": start_s, "end_s": start_s + 60}
+
+    outage = [Incident("outage", 1, 1.0, 0.5)]  # 3600 s to 5400 s
+    found = [span("late", 5400 + 600), span("too_late", 5400 + 901), span("early", 3000)]
+    scores = score_incidents(outage, found, grace_s=900)
+    assert [s["true_alert"] for s in found] == [True, False, False]
+    assert scores == [{
+        "incident": "bank outage", "kind": "outage", "start_h": 1.0, "end_h": 1.5,
+        "detected": True, "time_to_detect_s": 2400.0, "detected_by": "late", "alerts": 1,
+    }]  # fmt: skip
+    assert score_incidents(outage, [span("early", 3000)], 900)[0]["detected_by"] == "missed"
