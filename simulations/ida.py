@@ -88,7 +88,10 @@ class Relief:
         return random.Random(f"{self.seed}:{stream}")
 
     def publish(self, topic: str, data: Any, src: str) -> None:
-        self.tick()
+        now = self.env.now
+        if now != self._last:
+            self._last = now
+            self._set(self.t0 + now)
         self._publish(topic, data, src=src)
 
     def tick(self) -> None:
@@ -98,21 +101,10 @@ class Relief:
             self._set(self.t0 + now)
 
 
-class Stretches:
-    """When incidents of one kind are on, as simulated seconds: ``at(t)``
-    gives the incident on at ``t``, or None."""
-
-    def __init__(self, incidents: Sequence[Incident]) -> None:
-        self.items = list(incidents)
-        self.first = min((i.start_s for i in self.items), default=math.inf)
-
-    def at(self, t: float) -> Incident | None:
-        if t < self.first:
-            return None
-        for inc in self.items:
-            if inc.active(t):
-                return inc
-        return None
+def windows(incidents: Sequence[Incident], kind: str) -> tuple[tuple[float, float, Incident], ...]:
+    """When incidents of ``kind`` are on, as (start, end, incident) in simulated
+    seconds; usually empty, so checking it costs next to nothing."""
+    return tuple((i.start_s, i.end_s, i) for i in incidents if i.kind == kind)
 
 
 class Hlt:
@@ -146,27 +138,29 @@ class BankApi:
         self.mu = math.log(p["bank.latency_s"])
         self.sigma = p["bank.latency_sigma"]
         self.failure_rate = p["bank.failure_rate"]
-        self.outages = Stretches([i for i in incidents if i.kind == "outage"])
-        self.slowdowns = Stretches([i for i in incidents if i.kind == "slowdown"])
-        self.link_drops = Stretches([i for i in incidents if i.kind == "link_drop"])
+        self.outages = windows(incidents, "outage")
+        self.slowdowns = windows(incidents, "slowdown")
+        self.link_drops = windows(incidents, "link_drop")
         self.rng = relief.rng("bank")
 
     def reachable(self, now: float) -> bool:
         """Whether a call placed now gets through the link to the bank."""
-        return self.link_drops.at(now) is None
+        return not any(start <= now < end for start, end, _ in self.link_drops)
 
     def answering(self, now: float) -> bool:
         """Whether the bank answers pings (link up, bank not down)."""
-        return self.reachable(now) and self.outages.at(now) is None
+        down = any(start <= now < end for start, end, _ in self.outages)
+        return not down and self.reachable(now)
 
     def answer(self, now: float) -> tuple[int, float]:
         """The HTTP status and latency of a call that reaches the bank now."""
-        if self.outages.at(now) is not None:
-            return 503, BANK_REFUSE_S
+        for start, end, _ in self.outages:
+            if start <= now < end:
+                return 503, BANK_REFUSE_S
         latency = self.rng.lognormvariate(self.mu, self.sigma)
-        slow = self.slowdowns.at(now)
-        if slow is not None:
-            latency *= slow.extra["factor"]
+        for start, end, slow in self.slowdowns:
+            if start <= now < end:
+                latency *= slow.extra["factor"]
         status = 500 if self.rng.random() < self.failure_rate else 200
         return status, latency
 
@@ -303,7 +297,7 @@ def bank_api(
     """One call to the bank's API; returns the HTTP status, or 0 when the
     caller's timeout ran out first (waiting for a connection counts too)."""
     called = env.now
-    if not bank.reachable(called):  # the link is cut: nothing comes back
+    if bank.link_drops and not bank.reachable(called):  # the link is cut: nothing comes back
         yield env.timeout(timeout)
         return 0
     req = bank.lines.request()

@@ -27,7 +27,7 @@ from .scoring import (
     score_incidents,
     spans,
     summarise,
-    tally,
+    tally_events,
 )
 
 if TYPE_CHECKING:
@@ -82,7 +82,7 @@ class Result:
         """Payments ACH had started but not finished when the run ended."""
         self._day = day
         self._scheduled = day.incidents
-        counts = tally((ev.topic, ev.data) for ev in self.ledger)
+        counts = tally_events(self.ledger)
         timeline = day.timeline
         self._spans = spans(timeline, self.start, self.hours)
         grace = self.scenario["score.grace_s"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,8 @@ __all__ = ["SUMMARY_KEYS", "INSTANT", "Tally", "tally", "spans", "score_incident
 
 INSTANT = COLUMNS[0]
 """The timeline column holding the instant a notice applies (the change instant)."""
+
+_TOPIC_DATA = attrgetter("topic", "data")
 
 MONITOR_TOPICS = ("alerts.", "pager.")
 """Events the monitor and the pager add to a day; everything else is the simulation's."""
@@ -98,8 +101,13 @@ class Tally:
     hlt_wait_ms: list[float] = field(default_factory=list)
 
 
+def tally_events(events: Iterable[Any]) -> Tally:
+    """Count :class:`hms_bus.Event` objects (a day's ledger)."""
+    return tally(map(_TOPIC_DATA, events))
+
+
 def tally(events: Iterable[tuple[str, Any]]) -> Tally:
-    """Count ``(topic, data)`` pairs, e.g. ``((ev.topic, ev.data) for ev in ledger)``."""
+    """Count ``(topic, data)`` pairs, e.g. ``zip(df["topic"], df["data"])``."""
     t = Tally()
     payment_ms, waits = t.payment_ms, t.hlt_wait_ms
     n = 0

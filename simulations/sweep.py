@@ -48,7 +48,7 @@ from .runner import (
     progress_bar,
 )
 from .scenario import Scenario
-from .scoring import firing_notices, score_incidents, spans, summarise, tally
+from .scoring import firing_notices, score_incidents, spans, summarise, tally_events
 from .watchers import monitor_rules
 
 __all__ = ["Sweep", "sweep", "parse_seeds", "parse_setting", "REPLAYABLE", "SWEEP_FILES"]
@@ -283,7 +283,7 @@ def _score_variants(
     from .runner import simulate
 
     day = simulate(scenario, seed=seed, hours=hours, monitor=False)
-    counts = tally((ev.topic, ev.data) for ev in day.events)
+    counts = tally_events(day.events)
     start, until = day.start, day.start + hours * 3600
     by_topic: dict[str, list] = {}
     for ev in day.events:
