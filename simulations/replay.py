@@ -126,7 +126,7 @@ class Replay:
             self.scenario, self.seed, self.hours, self.summary, self._scores, self.alerts,
             self._spans,
         )  # fmt: skip
-        lines[0] = "Backtest of a recorded " + lines[0][0].lower() + lines[0][1:]
+        lines[0] = "Backtest on recorded events: " + lines[0]
         return "\n".join(lines)
 
 

@@ -131,6 +131,8 @@ class Scenario(Mapping):
             raise ValueError(f"cannot read scenario file {str(path)!r}: {exc}") from None
         except json.JSONDecodeError as exc:
             raise ValueError(f"scenario file {path.name} is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise ValueError(f"scenario file {path.name} is nested too deeply") from None
         if not isinstance(raw, dict):
             raise ValueError(
                 f"scenario file {path.name} must hold a JSON object such as "
@@ -140,9 +142,10 @@ class Scenario(Mapping):
         if not isinstance(description, str):
             raise ValueError(f"scenario file {path.name}: description must be text")
         incidents = raw.pop("incidents", None)
-        params: dict[str, Any] = {}
-        for key, value in _flatten(raw):
-            params[key] = value
+        try:
+            params = dict(_flatten(raw))
+        except RecursionError:
+            raise ValueError(f"scenario file {path.name} is nested too deeply") from None
         try:
             return cls(path.stem, params, description, incidents)
         except ValueError as exc:

@@ -205,6 +205,9 @@ def sweep(
             raise ValueError(f"grid[{name!r}] must be a non-empty list of values, got {values!r}")
         # Check every value before the first long run starts.
         checked[canonical] = [spec.check(canonical, v) for v in values]
+        twice = [v for i, v in enumerate(checked[canonical]) if v in checked[canonical][:i]]
+        if twice:
+            raise ValueError(f"grid[{name!r}] lists {twice[0]!r} twice; give each value once")
     seeds = [check_seed(s) for s in seeds]
     if not seeds:
         raise ValueError("seeds is empty; give at least one, e.g. range(1, 11)")

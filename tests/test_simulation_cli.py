@@ -367,6 +367,14 @@ def test_a_broken_scenario_file_is_reported_by_name(shelf, capsys, no_run):
     assert "scenario file broken.json is not valid JSON" in line
 
 
+def test_a_scenario_file_nested_a_thousand_deep_is_refused(tmp_path, capsys, no_run):
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"a": ' * 5000 + "1" + "}" * 5000)
+    assert "deep.json is nested too deeply" in fails(["run", str(deep), "--no-save"], capsys)
+    deep.write_text('{"a": ' * 900 + "1" + "}" * 900)
+    assert "unknown parameter 'a.a.a" in fails(["run", str(deep), "--no-save"], capsys)
+
+
 def test_a_scenario_file_holding_a_list_is_refused(shelf, capsys, no_run):
     line = fails(["run", "listed", "--no-save"], capsys)
     assert "listed.json must hold a JSON object" in line and "not a list" in line
@@ -417,6 +425,7 @@ def test_a_misspelt_parameter_gets_a_suggestion(capsys, no_run):
         (["run", "calm", "--set", "bank.failure_rate=inf", "--no-save"], "out of range"),
         (["sweep", "calm", "--seeds", "5-1", "--no-save"], "cannot read seeds '5-1'"),
         (["sweep", "calm", "--workers", "0", "--no-save"], "workers must be"),
+        (["sweep", "calm", "--set", "monitor.threshold=3,3", "--no-save"], "lists 3 twice"),
         (["backtest", "nowhere/"], "no summary.json in 'nowhere'"),
         (["nosuchcommand"], "invalid choice: 'nosuchcommand'"),
     ],
@@ -465,7 +474,7 @@ def test_cli_backtest_replays_a_recorded_day_with_changed_rules(tmp_path, capsys
     assert main(["run", "bank_outage", *base, "--set", "monitor.threshold=3", "--no-save",
                  "--no-progress"]) == 0  # fmt: skip
     fresh = capsys.readouterr().out
-    assert replayed.startswith("Backtest of a recorded hurricane Ida relief day: bank_outage")
+    assert replayed.startswith("Backtest on recorded events: Hurricane Ida relief day: bank_outage")
     # From the "changed:" line to the end of the alert timeline: as a fresh run.
     head = fresh.split("\n", 1)[1].split("\nReport")[0]
     assert replayed.split("\n", 1)[1].rstrip("\n") == head.rstrip("\n")
