@@ -278,17 +278,21 @@ def select(events: pd.DataFrame, pattern: str) -> pd.DataFrame:
 
 
 def alerts_frame(timeline: Any, alert_events: list, start: float) -> pd.DataFrame:
-    """The timeline with the change instant named ``at``, plus ``ts`` (publish
-    time), ``hour`` and ``id`` from the alert events."""
+    """The timeline with the change instant named ``at``, plus ``ts`` (when the
+    notice was published), ``hour`` and ``id`` from the alert events; columns
+    the monitor's timeline already has are kept as it gives them."""
     df = timeline.rename(columns={INSTANT: "at"}).reset_index(drop=True)
     n = len(df)
     same = len(alert_events) == n
-    ts = [ev.ts for ev in alert_events] if same else [None] * n
-    ids = [ev.id for ev in alert_events] if same else [None] * n
-    hour = (epoch_seconds(df["at"]) - start) / 3600 if n else np.zeros(0)
-    df.insert(0, "hour", hour)
-    df.insert(0, "ts", ts)
-    df["id"] = ids
+    extra = {
+        "ts": [ev.ts for ev in alert_events] if same else [None] * n,
+        "hour": (epoch_seconds(df["at"]) - start) / 3600 if n else np.zeros(0),
+    }
+    for pos, (name, values) in enumerate(extra.items()):
+        if name not in df.columns:
+            df.insert(pos, name, values)
+    if "id" not in df.columns:
+        df["id"] = [ev.id for ev in alert_events] if same else [None] * n
     return df
 
 
