@@ -184,8 +184,13 @@ def _sweep(args: argparse.Namespace) -> int:
     grid = _settings(args.set, single=False)
     seeds, hours = parse_seeds(args.seeds), check_hours(args.hours)
     loaded = [Scenario.load(name) for name in args.scenario]
+    # Settings with one value are fixed for every run, unless none has several:
+    # then they are the grid (and with no --set at all, the default grid).
     fixed = {name: values[0] for name, values in grid.items() if len(values) == 1}
-    grid = {name: values for name, values in grid.items() if len(values) > 1}
+    if any(len(values) > 1 for values in grid.values()):
+        grid = {name: values for name, values in grid.items() if len(values) > 1}
+    else:
+        grid, fixed = grid or {"monitor.threshold": [3, 5, 8]}, {}
     extra = [Scenario.load(args.baseline)] if args.baseline else []
     for sc in [*loaded, *extra]:
         for name, values in grid.items():
