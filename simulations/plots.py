@@ -184,6 +184,8 @@ def draw_day(fig: Any, view: DayView) -> None:
     for ax in axes.values():
         _shade(ax, view, label=ax is pay)
         ax.set_xlim(0, view.hours)
+    for ax in (pay, axes["portal"], axes["hlt"], axes["ach"], axes["bank"]):
+        ax.set_ylim(bottom=-0.03 * ax.get_ylim()[1])  # a line at 0 stays visible
     lanes.set_ylim(0, 1)
     handles, labels = pay.get_legend_handles_labels()
     lh, ll = lanes.get_legend_handles_labels()
@@ -203,6 +205,9 @@ def _wait_panel(ax: Any, view: DayView) -> None:
     for b in np.unique(which):
         p95[b] = np.percentile(view.wait_s[which == b], 95)
     ax.step(edges[:-1], p95, where="post", color=FAMILY_COLOURS["hlt"], lw=1)
+    top = np.nanmax(p95) if np.isfinite(p95).any() else 0.0
+    top = max(1.0, top * 1.1)
+    ax.set_ylim(-0.03 * top, top)  # a calm day reads as a flat line just above the axis
     ax.set_title("citizens' wait for an HMS-HLT case worker: p95 per 10 min (s)",
                  fontsize="small", loc="left")  # fmt: skip
 
