@@ -4,6 +4,7 @@ Commands work against --url, else HMS_BUS_URL, else nats://127.0.0.1:4222.
 
 examples:
   python -m hms_bus server                    # a local JetStream server (make nats)
+  python -m hms_bus kafka-mock                # a throw-away Kafka (librdkafka's mock cluster)
   python -m hms_bus tail 'payments.*'         # print events as they arrive
   python -m hms_bus publish alerts.test '{"msg": "hello from ops"}'
   python -m hms_bus replay 'payments.*' --since 1h --limit 20
@@ -83,6 +84,30 @@ def cmd_server(args: argparse.Namespace) -> int:
             server.stop()
 
 
+def cmd_kafka_mock(args: argparse.Namespace) -> int:
+    try:
+        from .backends.kafka.mock import MockCluster
+    except ModuleNotFoundError as exc:
+        print(
+            f"error: {exc}; install confluent-kafka with pip install 'confluent-kafka>=2.16' "
+            f"(in a clone of the kit: pip install -e '.[kafka]')",
+            file=sys.stderr,
+        )
+        return 1
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    try:
+        with MockCluster(args.brokers) as cluster:
+            print(f"librdkafka mock Kafka cluster, {args.brokers} broker(s), on {cluster.url}")
+            print(f"  export HMS_BUS_URL={cluster.url}")
+            print(
+                "It keeps nothing on disk and stops with this process; Ctrl-C stops it.", flush=True
+            )
+            while True:
+                time.sleep(3600)
+    except KeyboardInterrupt:
+        return 0
+
+
 def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -149,6 +174,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=4222, help="client port; 0 for a free one")
     p.add_argument("--store", help="JetStream store directory (default: a temporary one)")
     p.set_defaults(fn=cmd_server)
+
+    p = cmds.add_parser("kafka-mock", help="run librdkafka's mock Kafka cluster (for trying)")
+    p.add_argument("--brokers", type=int, default=3, help="how many brokers (default 3)")
+    p.set_defaults(fn=cmd_kafka_mock)
 
     p = cmds.add_parser("tail", help="print events matching PATTERN as they arrive")
     p.add_argument("pattern")

@@ -522,8 +522,13 @@ def _from_target(url: object, **kwargs: Any) -> Bus:
         from .backends import nats_backend
 
         return Bus(nats_backend(url), **kwargs)
+    if url.startswith("kafka://"):
+        from .backends import kafka_backend
+
+        return Bus(kafka_backend(url), **kwargs)
     raise ValueError(
-        f"unknown bus URL {url!r}; use 'memory://' or 'nats://host:4222' (check HMS_BUS_URL)"
+        f"unknown bus URL {url!r}; use 'memory://', 'nats://host:4222' or "
+        f"'kafka://host:9092' (check HMS_BUS_URL)"
     )
 
 

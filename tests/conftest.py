@@ -114,3 +114,24 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             reporter.write_line(f"ERROR: {message}", red=True, bold=True)
         if session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+# -- Kafka: librdkafka's mock cluster ------------------------------------------------
+
+_kafka_prefixes = iter(range(1, 1_000_000))
+
+
+@pytest.fixture(scope="session")
+def kafka_cluster():
+    """One mock Kafka cluster (3 brokers) for the tests that never fault it."""
+    pytest.importorskip("confluent_kafka")
+    from hms_bus.backends.kafka.mock import MockCluster
+
+    with MockCluster(3) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def kafka_url(kafka_cluster) -> str:
+    """A URL with a topic prefix of this test's own, and quick live delivery."""
+    return f"{kafka_cluster.url}?prefix=t{next(_kafka_prefixes)}&fetch_wait_ms=10&refresh=0.2"

