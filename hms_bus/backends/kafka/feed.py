@@ -1,31 +1,34 @@
 """The live feed: every record on the bus's Kafka topics, as it arrives, in order.
 
-One consumer, used only by the feed's own worker thread, follows all
-matching Kafka topics by **assignment** (no consumer group): the list of
-partitions is kept current by looking for new topics every ``refresh``
-seconds, and at once when this bus starts a new topic family. A partition
-found after the feed started is read from its first record (all of it is
-new); at the start the feed begins at the partitions' ends. This is quicker
-and more predictable than a regex subscription, which only notices a new
-topic after a metadata refresh and a group rebalance (minutes by default).
+One consumer, used only by the feed's own thread, follows all matching Kafka
+topics by **assignment** (no consumer group). The list of partitions is kept
+current by looking for new topics every ``refresh`` seconds, and at once when
+this bus starts a new topic family. A partition found after the feed started
+is read from its first record (all of it is new); at the start the feed
+begins at the partitions' ends. This is quicker and more predictable than a
+regex subscription, which notices a new topic only after a metadata refresh
+and a consumer-group rebalance (minutes, with the defaults).
 
 **Order.** Kafka orders records only within a partition, and a bus's topic
-families live in different Kafka topics. The feed therefore puts each
-writer's records back into its publish order: a record whose predecessor
-(by the writer's sequence number) has not arrived yet is held until it does,
-or for at most ``reorder_hold`` seconds; then the gap is skipped. Records of
-different writers (other processes) keep the order in which they arrive.
+families live in different Kafka topics. The feed puts each writer's records
+back into its publish order: a partition whose next record comes too early
+for its writer (its sequence number is ahead of the one expected) waits until
+the missing record has been handed on from another partition, or for at most
+``reorder_hold`` seconds; then the gap is skipped. Records of writers first
+seen by this feed (other processes) keep the order in which they arrive.
+Since every partition is handed on in offset order, what has been handed on
+is always a prefix of each partition, and a :class:`Position` is exact.
 
 **Re-sends.** A record stored twice (the same key) is handed on once.
 """
 
 from __future__ import annotations
 
-import heapq
 import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -38,20 +41,53 @@ from .naming import TopicMap
 from .reader import reader_conf
 from .wire import Record, decode
 
-__all__ = ["Feed"]
+__all__ = ["Feed", "Position"]
 
 log = logging.getLogger("hms_bus.kafka")
 
 RECENT_KEYS = 100_000
 """How many record keys the feed remembers to drop re-sends."""
 
-Sink = Callable[[Record], None]
+SNAPSHOT_EVERY = 1024
+"""Positions share a snapshot of the offsets and a log of changes since; a new
+snapshot is taken after this many changes."""
+
+Sink = Callable[[Record, "Position"], None]
+
+
+class Position:
+    """Where the feed stood after handing on a record.
+
+    For each partition followed then, the offset below which every record has
+    been handed on. Cheap to make (one per record): it refers to a shared
+    snapshot and a shared log of later changes, up to its own length.
+    """
+
+    __slots__ = ("_base", "_log", "_length")
+
+    def __init__(self, base: dict[TP, int], changes: list[tuple[TP, int]], length: int) -> None:
+        self._base = base
+        self._log = changes
+        self._length = length
+
+    def offsets(self) -> dict[TP, int]:
+        """``{(topic, partition): offset}``: every record below it was handed on."""
+        vector = dict(self._base)
+        changes = self._log
+        for i in range(self._length):
+            tp, offset = changes[i]
+            vector[tp] = offset
+        return vector
+
+    def __repr__(self) -> str:
+        return f"<Position {self.offsets()}>"
 
 
 class Feed:
-    """Follows the bus's Kafka topics and hands each record to ``sink`` on its worker thread.
+    """Follows the bus's Kafka topics and hands each record to ``sink`` on its own thread.
 
-    :param sink: called with each :class:`~.wire.Record`, one at a time, in order.
+    :param sink: called with each :class:`~.wire.Record` and the
+        :class:`Position` after it, one at a time, in order.
     :param expect: the next publish sequence of writers whose order is known
         from the start (``{(bus id, session): seq}``): this bus's own.
     """
@@ -68,13 +104,14 @@ class Feed:
         self.cluster = cluster
         self.topic_map = topic_map
         self.sink = sink
-        self.positions: dict[TP, int] = {}
-        """The next offset to hand on, per partition (written by the worker only)."""
         self.duplicates = 0
         self.skipped_gaps = 0
         self.last_error = ""
         self._expect = dict(expect)
-        self._held: dict[tuple[str, str], list] = {}
+        self._offsets: dict[TP, int] = {}  # next offset to hand on, per partition
+        self._base: dict[TP, int] = {}
+        self._log: list[tuple[TP, int]] = []
+        self._waiting: dict[TP, deque[tuple[Record, int, float]]] = {}
         self._recent: dict[bytes, None] = {}
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._refresh_now = threading.Event()
@@ -90,14 +127,18 @@ class Feed:
         self.thread = threading.Thread(target=self._work, name="hms-bus-kafka-feed", daemon=True)
         self.thread.start()
 
-    # -- called from other threads ---------------------------------------------------
+    # -- from any thread ------------------------------------------------------------
+
+    def position(self) -> Position:
+        """The position now (exact when called on the feed's thread)."""
+        return Position(self._base, self._log, len(self._log))
 
     def submit(self, fn: Callable[[], Any]) -> None:
-        """Run ``fn()`` on the worker thread between two records, without waiting."""
+        """Run ``fn()`` on the feed's thread between two records, without waiting."""
         self._jobs.put(fn)
 
     def call(self, fn: Callable[[], Any], timeout: float | None = None) -> Any:
-        """Run ``fn()`` on the worker thread between two records; return its result."""
+        """Run ``fn()`` on the feed's thread between two records; return its result."""
         if threading.current_thread() is self.thread:
             return fn()
         done = threading.Event()
@@ -125,6 +166,11 @@ class Feed:
         """Look for new Kafka topics now, not at the next ``refresh``."""
         self._refresh_now.set()
 
+    def caught_up(self, ends: dict[TP, tuple[int, int]]) -> bool:
+        """Whether every record below ``ends`` has been handed on."""
+        offsets = self._offsets
+        return all(offsets.get(tp, 0) >= max(lo, hi) for tp, (lo, hi) in ends.items())
+
     def close(self) -> None:
         if self._closed:
             return
@@ -133,28 +179,17 @@ class Feed:
         if threading.current_thread() is not self.thread:
             self.thread.join(10)
 
-    # -- on the worker thread -----------------------------------------------------------
+    # -- on the feed's thread ----------------------------------------------------------
 
-    def release_all(self) -> None:
-        """Hand on every held record now (before a position is read for a new subscription)."""
-        for stream in list(self._held):
-            self._release(stream, force=True)
-
-    def sync(self) -> dict[TP, int]:
+    def sync(self) -> dict[TP, tuple[int, int]]:
         """Follow new topics, then return the ends the feed must reach to be current."""
         self._follow_new(at_end=False)
-        return self.cluster.ends(list(self.positions)) if self.positions else {}
-
-    def caught_up(self, ends: dict[TP, tuple[int, int]]) -> bool:
-        """Whether everything below ``ends`` has been handed on and nothing is held."""
-        return not self._held and all(
-            self.positions.get(tp, 0) >= max(lo, hi) for tp, (lo, hi) in ends.items()
-        )
+        return self.cluster.ends(list(self._offsets)) if self._offsets else {}
 
     def _follow_new(self, at_end: bool) -> None:
         """Assign partitions of matching topics that appeared since the last look."""
         names = [n for n in self.cluster.topic_names() if self.topic_map.owns(n)]
-        fresh = [tp for tp in self.cluster.partitions(names) if tp not in self.positions]
+        fresh = [tp for tp in self.cluster.partitions(names) if tp not in self._offsets]
         if not fresh:
             return
         ends = self.cluster.ends(fresh)
@@ -162,16 +197,27 @@ class Feed:
         for tp in fresh:
             lo, hi = ends[tp]
             offset = hi if at_end else lo
-            self.positions[tp] = offset
+            self._advance(tp, offset)
             assignment.append(TopicPartition(tp[0], tp[1], offset))
         for name in {tp[0] for tp in fresh}:
-            # Metadata for the new topic now: fetching starts at once, not at the next scan.
+            # The topic's metadata now: fetching starts at once, not at the next 1 s scan.
             self._consumer.list_topics(topic=name, timeout=5)
         self._consumer.incremental_assign(assignment)
+
+    def _advance(self, tp: TP, offset: int) -> None:
+        self._offsets[tp] = offset
+        if len(self._log) >= SNAPSHOT_EVERY:
+            self._base = dict(self._offsets)
+            self._log = []
+        else:
+            self._log.append((tp, offset))
 
     def _work(self) -> None:
         try:
             self._loop()
+        except Exception as exc:  # never silently: the bus would stop delivering
+            self.last_error = f"the feed stopped: {exc!r}"
+            log.exception("the Kafka feed of %s stopped", shown(self.config.url))
         finally:
             self._consumer.close()
 
@@ -186,45 +232,9 @@ class Feed:
                     self._follow_new(at_end=False)
                 except (KafkaException, HmsBusError) as exc:
                     self.last_error = f"looking for new topics: {exc}"
-            if not self._pump(0.02):
-                return
-            if self._held:
-                self._release_overdue()
-
-    def _pump(self, wait: float, jobs_too: bool = True) -> bool:
-        """Take one batch of records (waiting at most ``wait`` s); False once asked to stop.
-
-        Jobs queued meanwhile run before the next record (``jobs_too``), so a
-        subscription made while a batch is handed on still sees the rest of it.
-        """
-        try:
-            batch = self._consumer.consume(500, wait)
-        except KafkaException as exc:
-            self.last_error = str(exc)
-            return True
-        jobs = self._jobs
-        for msg in batch:
-            if jobs_too and not jobs.empty() and not self._run_jobs():
-                return False
-            err = msg.error()
-            if err is not None:
-                if err.code() != KafkaError._PARTITION_EOF:
-                    self.last_error = err.str()
-                continue
-            record = decode(msg, self.config.prefix)
-            self._offer(record, (msg.topic(), msg.partition()), msg.offset())
-        return True
-
-    def settle(self, timeout: float) -> None:
-        """Take records until no writer's record is held for a gap (or ``timeout`` s pass).
-
-        Called on the worker thread after this bus's records are all stored, so its
-        own gaps close; whatever is still held after ``timeout`` is handed on.
-        """
-        deadline = time.monotonic() + timeout
-        while self._held and time.monotonic() < deadline:
-            self._pump(0.01, jobs_too=False)
-        self.release_all()
+            self._take(0.02)
+            if self._waiting:
+                self._hand_on_ready()
 
     def _run_jobs(self) -> bool:
         """Run queued jobs; False once asked to stop."""
@@ -236,52 +246,86 @@ class Feed:
             job()
         return True
 
-    def _offer(self, record: Record, tp: TP, offset: int) -> None:
-        """Hand ``record`` on, or hold it until its writer's earlier records have come."""
-        stream = record.stream
-        expect = self._expect.get(stream) if stream is not None else None
-        seq = record.event.seq
-        if expect is None or seq <= expect:
-            self._hand_on(record, tp, offset)
-            if stream is not None:
-                if expect is None or seq == expect:
-                    self._expect[stream] = seq + 1
-                self._release(stream)
-        else:
-            heap = self._held.setdefault(stream, [])  # type: ignore[arg-type]
-            heapq.heappush(heap, (seq, time.monotonic(), offset, tp, record))
-
-    def _release(self, stream: tuple[str, str], force: bool = False) -> None:
-        heap = self._held.get(stream)
-        while heap and (force or heap[0][0] <= self._expect[stream]):
-            seq, _, offset, tp, record = heapq.heappop(heap)
-            self._hand_on(record, tp, offset)
-            self._expect[stream] = max(self._expect[stream], seq + 1)
-        if not heap:
-            self._held.pop(stream, None)
-
-    def _release_overdue(self) -> None:
-        """A gap that lasts (a record never stored): stop waiting for it."""
+    def _take(self, wait: float) -> None:
+        """Take one batch of records (waiting at most ``wait`` s) and hand on what is ready."""
+        try:
+            batch = self._consumer.consume(500, wait)
+        except KafkaException as exc:
+            self.last_error = str(exc)
+            return
+        if not batch:
+            return
         now = time.monotonic()
-        for stream, heap in list(self._held.items()):
-            if now - heap[0][1] > self.config.reorder_hold:
-                self.skipped_gaps += 1
-                self._expect[stream] = heap[0][0]
-                self._release(stream)
+        waiting = self._waiting
+        prefix = self.config.prefix
+        for msg in batch:
+            err = msg.error()
+            if err is not None:
+                if err.code() != KafkaError._PARTITION_EOF:
+                    self.last_error = err.str()
+                continue
+            tp = (msg.topic(), msg.partition())
+            line = waiting.get(tp)
+            if line is None:
+                line = waiting[tp] = deque()
+            line.append((decode(msg, prefix), msg.offset(), now))
+        self._hand_on_ready()
+
+    def _hand_on_ready(self) -> None:
+        """Hand on every waiting record whose writer's earlier records have come."""
+        expect = self._expect
+        waiting = self._waiting
+        hold = self.config.reorder_hold
+        now = time.monotonic()
+        progress = True
+        while progress:
+            progress = False
+            for tp in list(waiting):
+                line = waiting[tp]
+                while line:
+                    record, offset, arrived = line[0]
+                    stream = record.stream
+                    if stream is not None:
+                        seq = record.event.seq
+                        due = expect.get(stream)
+                        if due is not None and seq > due:
+                            if now - arrived <= hold:
+                                break  # an earlier record of this writer is still to come
+                            self.skipped_gaps += 1
+                        if due is None or seq >= due:
+                            expect[stream] = seq + 1
+                    line.popleft()
+                    self._hand_on(record, tp, offset)
+                    progress = True
+                if not line:
+                    del waiting[tp]
 
     def _hand_on(self, record: Record, tp: TP, offset: int) -> None:
+        if self._offsets.get(tp, 0) > offset:
+            return  # already handed on (a partition assigned twice)
+        self._advance(tp, offset + 1)
         recent = self._recent
         if record.key in recent:
             self.duplicates += 1
-        else:
-            recent[record.key] = None
-            if len(recent) > RECENT_KEYS:
-                for old in list(recent)[: RECENT_KEYS // 2]:
-                    del recent[old]
-            try:
-                self.sink(record)
-            except Exception as exc:  # a bug in the sink must not stop the feed
-                self.last_error = f"handing on {record.event.id}: {exc!r}"
-                log.exception("the Kafka feed could not hand on %s", record.event.id)
-        if self.positions.get(tp, 0) <= offset:
-            self.positions[tp] = offset + 1
+            return
+        recent[record.key] = None
+        if len(recent) > RECENT_KEYS:
+            for old in list(recent)[: RECENT_KEYS // 2]:
+                del recent[old]
+        try:
+            self.sink(record, self.position())
+        except Exception as exc:  # a bug in the sink must not stop the feed
+            self.last_error = f"handing on {record.event.id}: {exc!r}"
+            log.exception("the Kafka feed could not hand on %s", record.event.id)
+
+    def settle(self, timeout: float) -> None:
+        """Take records until none waits for a gap, for at most ``timeout`` s, then hand on
+        the rest (on the feed's thread, once this bus's own records are all stored)."""
+        deadline = time.monotonic() + timeout
+        while self._waiting and time.monotonic() < deadline:
+            self._take(0.01)
+        for line in self._waiting.values():
+            for record, _, _ in line:
+                if record.stream is not None:
+                    self._expect.pop(record.stream, None)
+        self._hand_on_ready()
