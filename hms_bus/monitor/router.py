@@ -46,6 +46,7 @@ from ..clock import to_epoch
 from ..event import format_ts
 from .receivers import Receiver
 from .rules import seconds
+from .timeline import timestamps
 
 __all__ = ["Router", "Route", "Silence", "Inhibition", "DELIVERY_COLUMNS", "STATUSES"]
 
@@ -214,6 +215,7 @@ class Router:
         self.silences: list[Silence] = []
         self.inhibitions: list[Inhibition] = []
         self.log: list[dict[str, Any]] = []
+        self._log_at: list[float] = []  # each entry's instant, at full precision
         self.on_failure: Callable[[dict[str, Any], Receiver, str], None] | None = None
         self._lock = threading.RLock()
         self._incidents: dict[tuple[str, Any], _Incident] = {}
@@ -495,6 +497,7 @@ class Router:
             "attempts": 1 if status in ("sent", "failed") else 0,
         }
         self.log.append(entry)
+        self._log_at.append(notice["at"])
         return entry
 
     def deliveries(self):
@@ -503,8 +506,9 @@ class Router:
 
         with self._lock:
             rows = [dict(e) for e in self.log]
+            instants = list(self._log_at)
         df = pd.DataFrame(rows, columns=list(DELIVERY_COLUMNS))
-        df["at"] = pd.to_datetime(df["at"], utc=True, format="ISO8601")
+        df["at"] = timestamps(instants)
         df["attempts"] = df["attempts"].astype("int64")
         df["repeat"] = df["repeat"].astype("int64")
         return df

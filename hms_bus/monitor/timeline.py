@@ -20,7 +20,7 @@ from typing import Any
 
 from ..event import format_ts
 
-__all__ = ["COLUMNS", "TIME_COLUMNS", "to_data", "frame"]
+__all__ = ["COLUMNS", "TIME_COLUMNS", "TIME_DTYPE", "to_data", "frame", "timestamps"]
 
 COLUMNS = (
     "at",
@@ -55,6 +55,18 @@ TIME_COLUMNS = ("at", "since")
 """Columns holding instants: UTC timestamps in a DataFrame, ISO-8601 text in data."""
 
 
+TIME_DTYPE = "datetime64[ns, UTC]"
+"""The one dtype of every instant in the monitor's DataFrames."""
+
+
+def timestamps(seconds: Any):
+    """Epoch seconds (a sequence) as a pandas Series of UTC timestamps (:data:`TIME_DTYPE`)."""
+    import pandas as pd
+
+    series = pd.Series(seconds, dtype="float64")
+    return pd.to_datetime(series, unit="s", utc=True).astype(TIME_DTYPE)
+
+
 def to_data(rec: dict[str, Any]) -> dict[str, Any]:
     """The JSON data published on ``alerts.<rule>`` (and sent to receivers) for ``rec``."""
     out = {k: rec.get(k, "") for k in COLUMNS if k not in ("duration", "event_ids", "labels")}
@@ -86,7 +98,7 @@ def frame(records: list[dict[str, Any]]):
     ]
     df = pd.DataFrame(rows, columns=list(COLUMNS))
     for col in TIME_COLUMNS:
-        df[col] = pd.to_datetime(df[col].astype("float64"), unit="s", utc=True)
+        df[col] = timestamps(df[col].to_numpy(dtype="float64"))
     df["repeat"] = df["repeat"].astype("int64")
     df["duration"] = df["duration"].astype("float64")
     df["reason"] = df["reason"].astype("object")
