@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from hms_bus.clock import to_epoch
 from hms_bus.event import format_ts
+from hms_bus.monitor.timeline import timestamps
 
 from .ida import no_gc
 
@@ -108,14 +110,19 @@ class Result:
 
     @cached_property
     def alerts(self) -> pd.DataFrame:
-        """The alert timeline: one row per ``alerts.*`` event, firing or resolved."""
+        """The alert timeline: one row per ``alerts.*`` event, firing or resolved.
+
+        ``at`` is the instant the alert's state changed, ``published`` when
+        its event went on the bus (later when a change is known only once
+        time has moved past it); both are UTC timestamps."""
         rows = []
         for ev in self._day.alerts:
             d = ev.data
+            at = _alert_time(ev)
             rows.append(
                 {
-                    "ts": ev.ts,
-                    "hour": (ev.time - self.start) / 3600,
+                    "at": at,
+                    "hour": (at - self.start) / 3600,
                     "rule": d.get("rule"),
                     "state": d.get("state"),
                     "value": d.get("value"),
@@ -123,11 +130,15 @@ class Result:
                     "window": d.get("window"),
                     "group": d.get("group"),
                     "summary": d.get("summary"),
+                    "published": ev.time,
                     "id": ev.id,
                 }
             )
-        cols = ["ts", "hour", "rule", "state", "value", "bound", "window", "group", "summary", "id"]
-        return pd.DataFrame(rows, columns=cols)
+        cols = ["at", "hour", "rule", "state", "value", "bound", "window", "group", "summary"]
+        df = pd.DataFrame(rows, columns=[*cols, "published", "id"])
+        for col in ("at", "published"):
+            df[col] = timestamps(df[col].to_numpy(dtype="float64"))
+        return df
 
     @cached_property
     def spans(self) -> pd.DataFrame:
@@ -152,7 +163,7 @@ class Result:
         for ev in self._day.alerts:
             d = ev.data
             key = (d.get("rule"), d.get("group"))
-            t = ev.time - self.start
+            t = _alert_time(ev) - self.start
             if d.get("state") == "firing" and key not in open_:
                 span = {"rule": key[0], "group": key[1], "start_h": t / 3600, "end_h": None}
                 span["resolved"] = False
@@ -222,7 +233,7 @@ class Result:
             d = ev.data
             group = f" [{d.get('group')}]" if d.get("group") is not None else ""
             lines.append(
-                f"  {ev.ts}  {d.get('state', '?'):<8} {d.get('rule')}{group}"
+                f"  {format_ts(_alert_time(ev))}  {d.get('state', '?'):<8} {d.get('rule')}{group}"
                 f"  value={_show(d.get('value'))} bound={_show(d.get('bound'))}"
             )
         if not self._day.alerts:
@@ -317,6 +328,13 @@ class Result:
         self._draw_rates(fig.add_subplot())
         fig.savefig(paths["plot"], dpi=110)
         return paths
+
+
+def _alert_time(ev: Any) -> float:
+    """The instant an alert event's state changed (its data's ``at``; its own
+    publish time for a hand-made alert without one)."""
+    at = ev.data.get("at") if isinstance(ev.data, dict) else None
+    return ev.time if at is None else to_epoch(at)
 
 
 def _frame(ledger: list, start: float) -> pd.DataFrame:

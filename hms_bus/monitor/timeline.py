@@ -60,11 +60,15 @@ TIME_DTYPE = "datetime64[ns, UTC]"
 
 
 def timestamps(seconds: Any):
-    """Epoch seconds (a sequence) as a pandas Series of UTC timestamps (:data:`TIME_DTYPE`)."""
+    """Epoch seconds (a sequence) as a pandas Series of UTC timestamps (:data:`TIME_DTYPE`).
+
+    Rounded to the microsecond: a float cannot hold 14:00:02.507 exactly, and
+    a learner should not read ``14:00:02.506999969``.
+    """
     import pandas as pd
 
     series = pd.Series(seconds, dtype="float64")
-    return pd.to_datetime(series, unit="s", utc=True).astype(TIME_DTYPE)
+    return pd.to_datetime(series, unit="s", utc=True).astype(TIME_DTYPE).dt.round("us")
 
 
 def to_data(rec: dict[str, Any]) -> dict[str, Any]:
