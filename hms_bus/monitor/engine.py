@@ -136,18 +136,21 @@ class Engine:
         """Time has reached ``now``: settle every instant before it; ``now`` is open."""
         if now <= self.now:
             return
-        self.settle()
         heap = self._heap
-        self._deciding = True
-        while heap and heap[0][0] < now:
-            when, _, tr = heappop(heap)
-            if tr.scheduled != when:
-                continue  # superseded by an earlier wake-up that already ran
-            tr.scheduled = INF
-            self.now = when
-            tr.ev.wake(tr, when)
-            self._check(tr, when)
-        self._deciding = False
+        if self._held or self._dirty or (heap and heap[0][0] <= self.now):
+            self.settle()
+        if heap and heap[0][0] < now:
+            self._deciding = True
+            while heap and heap[0][0] < now:
+                when, _, tr = heappop(heap)
+                if tr.scheduled != when:
+                    continue  # superseded by an earlier wake-up that already ran
+                tr.scheduled = INF
+                self.now = when
+                tr.ev.wake(tr, when)
+                if tr.scheduled <= when:
+                    self._check(tr, when)
+            self._deciding = False
         self.now = now
         self.due = heap[0][0] if heap else INF
         if now >= self._sweep_at:
