@@ -16,7 +16,7 @@ import math
 from heapq import heappop, heappush
 
 import pandas as pd
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from hms_bus import Bus, VirtualClock
@@ -27,6 +27,7 @@ T0 = VirtualClock("2021-08-29T12:00:00Z").now()
 END = 80  # s after T0: every instant before it is decided, live and in the backtest
 TIME = "at"  # the timeline's change-instant column
 
+DATA = {"ms": 100, "user": "a"}
 TOPICS = ["bank.error", "payments.error", "payments.sent", "payments.failed", "bank.latency"]
 
 # -- the brute force ---------------------------------------------------------------------
@@ -238,6 +239,22 @@ event = st.tuples(
     st.lists(event, max_size=40),
     st.sets(st.integers(0, 60)),
 )
+# Cases the old engine got wrong, and one that random search rarely finds: two
+# heartbeats leave as two arrive, one at a time, at one instant.
+@example([frequency("f", "*.error", count=1, window=3)], [(0, "bank.error", DATA)] * 2, set())
+@example(
+    [frequency("f", "*.error", count=1, window=3)],
+    [(1, "bank.error", DATA), (4, "bank.error", DATA)],
+    set(),
+)
+@example(
+    [absence("a", "payments.sent", count=3, window=5)],
+    [(s, "payments.sent", DATA) for s in (0, 0, 1, 5, 5)],
+    {5},
+)
+@example(
+    [absence("a", "payments.sent", count=2, window=5)], [(5, "payments.sent", DATA)] * 2, set()
+)
 def test_live_backtest_and_brute_force_agree_at_every_instant(rule_list, raw, steps):
     """The same notices, stamps, values and repeats, three ways; and no rule ever says
     two opposite things at one instant for one group."""
@@ -302,6 +319,18 @@ def test_for_with_steady_errors_fires_for_after_the_storm_began():
 
     rule = frequency("error_storm", "*.error", count=5, window=60, for_=100)
     assert live_states([rule], steady, 300) == [(104, "firing")]
+
+
+def test_an_absence_rule_waits_for_every_arrival_at_an_instant_before_saying_too_few():
+    """Two heartbeats leave at 5 s as two arrive there, one after the other."""
+
+    def beats(bus, clock):
+        for s in (0, 0, 1, 5, 5):
+            clock.set(T0 + s)
+            bus.publish("payments.sent")
+
+    rule = absence("quiet", "payments.sent", count=3, window=5)
+    assert live_states([rule], beats, 20) == [(6, "firing")]
 
 
 def test_a_ratio_does_not_resolve_and_refire_when_one_attempt_replaces_another():
