@@ -259,3 +259,13 @@ def test_router_listens_to_alerts_from_a_monitor_elsewhere(bus, clock):
         bus.publish("alerts.test", {"msg": "hello from ops"})  # the chapter's manual alert
     sub.unsubscribe()
     assert [d["state"] for d in got] == ["firing", "resolved"]
+
+
+def test_console_pager_marks_an_ended_incident_apart_from_an_all_clear(bus, clock):
+    out = io.StringIO()
+    with Monitor(bus, [BANK], receivers=[ConsolePager(out, color=True)]):
+        clock.advance(200)
+    firing, ended = out.getvalue().splitlines()
+    assert "🚨 FIRING bank_down" in firing
+    assert ended.startswith("\x1b[43;30m⏹️ ENDED bank_down at 2021-08-29T12:03:20.000Z")
+    assert "(after 80 s; monitor closed)" in ended and "✅" not in ended

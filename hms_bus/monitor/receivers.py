@@ -53,7 +53,8 @@ Outcome = Callable[[dict[str, Any], "Receiver", "str | None", int], None]
 
 log = logging.getLogger("hms_bus")
 
-_RED, _GREEN, _BOLD, _RESET = "\x1b[41;97m", "\x1b[42;30m", "\x1b[1m", "\x1b[0m"
+_RED, _GREEN, _YELLOW = "\x1b[41;97m", "\x1b[42;30m", "\x1b[43;30m"
+_BOLD, _RESET = "\x1b[1m", "\x1b[0m"
 
 
 def headline(notice: dict[str, Any]) -> str:
@@ -120,6 +121,10 @@ class ConsolePager(Receiver):
             line = "🚨 " + line
             if self.color:
                 line = f"{_RED}{_BOLD}{line}{_RESET}"
+        elif notice["state"] == "ended":  # nobody watches any more: not an all-clear
+            line = "⏹️ " + line
+            if self.color:
+                line = f"{_YELLOW}{line}{_RESET}"
         else:
             line = "✅ " + line
             if self.color:

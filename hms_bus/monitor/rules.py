@@ -43,6 +43,7 @@ ratio       pattern events / ``of`` events in the window  ``above``: fires at va
 from __future__ import annotations
 
 import math
+import operator
 import re
 from datetime import timedelta
 from typing import Any
@@ -162,6 +163,7 @@ class Rule:
         )
         self.labels = _labels(labels)
         self.clear = bound if clear is None else self._check_clear(clear)
+        self._past = _OPS[self.op]
 
     def _check_clear(self, clear: object) -> float:
         clear = _number(clear, "clear")
@@ -176,11 +178,11 @@ class Rule:
 
     def fires(self, value: float | None) -> bool:
         """Whether ``value`` starts (or keeps pending) an incident."""
-        return value is not None and _compare(self.op, value, self.bound)
+        return value is not None and self._past(value, self.bound)
 
     def holds(self, value: float | None) -> bool:
         """Whether a firing incident goes on at ``value`` (uses ``clear``)."""
-        return value is not None and _compare(self.op, value, self.clear)
+        return value is not None and self._past(value, self.clear)
 
     def patterns(self) -> list[tuple[str, str]]:
         """The patterns this rule watches, each with its role."""
@@ -219,14 +221,8 @@ class Rule:
     __hash__ = None  # type: ignore[assignment]
 
 
-def _compare(op: str, value: float, bound: float) -> bool:
-    if op == ">=":
-        return value >= bound
-    if op == ">":
-        return value > bound
-    if op == "<":
-        return value < bound
-    return value <= bound
+_OPS = {">=": operator.ge, ">": operator.gt, "<": operator.lt, "<=": operator.le}
+"""How each rule kind compares its value with its bound."""
 
 
 def format_value(value: Any) -> str:
