@@ -665,3 +665,20 @@ def test_a_silence_that_starts_at_the_instant_an_incident_fires_covers_it(bus, c
         router.silence(rule="storm", duration=3600, comment="known")
         at(clock, 600)
     assert got == [] and [e["status"] for e in router.log] == ["silenced", "not_sent"]
+
+
+def test_every_monitor_has_a_router_that_takes_receivers_later(bus, clock):
+    got = []
+    with Monitor(bus) as mon:
+        for _ in range(5):
+            bus.publish("bank.error")
+        at(clock, 1)
+        mon.router.route(Callback(got.append))
+        at(clock, 100)
+    assert got == []  # it never heard of the firing, so it hears of no resolve
+    assert [(e["state"], e["status"]) for e in mon.router.log] == [
+        ("firing", "unrouted"),
+        ("resolved", "not_sent"),
+    ]
+    with pytest.raises(TypeError, match="router must be a hms_bus.monitor.Router"):
+        Monitor(bus, router="pager")

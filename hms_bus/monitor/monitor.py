@@ -67,9 +67,10 @@ class Monitor:
         alerts are looked for.
 
     ``mon.router`` is the :class:`~hms_bus.monitor.Router` delivering the
-    notices (None without ``router``/``receivers``): read its delivery log
-    with ``mon.router.deliveries()``, add silences with
-    ``mon.router.silence(...)``.
+    notices (an empty one, which delivers to nobody, unless you gave
+    ``router`` or ``receivers``): add receivers with ``mon.router.route(...)``
+    and silences with ``mon.router.silence(...)`` at any time, and read who
+    was told what with ``mon.router.deliveries()``.
 
     >>> from hms_bus import Bus, VirtualClock
     >>> bus = Bus(clock=VirtualClock())
@@ -105,15 +106,18 @@ class Monitor:
         self.clock = bus.clock
         self.engine = Engine(default_rules() if rules is None else rules, self.clock.now())
         self.rules = self.engine.rules
-        if receivers is not None:
-            from .router import Router
+        from .router import Router
 
+        if receivers is not None:
             router = Router()
             for receiver in _as_list(receivers):
                 router.route(receiver)
+        elif router is None:
+            router = Router()
+        elif not isinstance(router, Router):
+            raise TypeError(f"router must be a hms_bus.monitor.Router, got {router!r}")
         self.router = router
-        if router is not None:
-            router.bind(self)
+        router.bind(self)
         self._lock = threading.Lock()
         self._closed = False
         self._subs: list[Any] = []
@@ -161,8 +165,7 @@ class Monitor:
             out = self.engine.take()
         if out:
             self._emit(out)
-        if self.router is not None:
-            self.router.advance(now)
+        self.router.advance(now)
 
     def _tick(self) -> None:
         while not self._stopping.wait(self.tick):
@@ -179,8 +182,7 @@ class Monitor:
                 publish("alerts." + rec["rule"], to_data(rec), src=ALERT_SRC)
             except HmsBusError as exc:  # the bus was closed first; people still hear
                 log.warning("could not publish %s %s: %s", rec["rule"], rec["state"], exc)
-            if router is not None:
-                router.handle(rec)
+            router.handle(rec)
 
     # -- reading ------------------------------------------------------------------
 
@@ -226,8 +228,7 @@ class Monitor:
         Webhooks post from a thread; after ``flush()`` the delivery log says
         ``sent`` or ``failed`` for each. Raises ``TimeoutError`` past ``timeout`` s.
         """
-        if self.router is not None:
-            self.router.flush(timeout)
+        self.router.flush(timeout)
 
     def close(self) -> None:
         """Stop watching: unsubscribe, stop following the clock, tell receivers, close them.
@@ -260,8 +261,7 @@ class Monitor:
             if ended:
                 self._announce_close(now, ended)
         finally:
-            if self.router is not None:
-                self.router.close()
+            self.router.close()
 
     def _announce_close(self, now: float, ended: list[dict[str, Any]]) -> None:
         try:
@@ -272,10 +272,9 @@ class Monitor:
             )
         except HmsBusError as exc:  # the bus was closed first; receivers still hear
             log.warning("could not publish %s: %s", CLOSED_TOPIC, exc)
-        if self.router is not None:
-            self.router.advance(now)
-            for rec in ended:
-                self.router.handle(rec)
+        self.router.advance(now)
+        for rec in ended:
+            self.router.handle(rec)
 
     def __enter__(self) -> Monitor:
         return self

@@ -348,6 +348,9 @@ class Router:
         A monitor calls this for its router as its clock moves; call it
         yourself for a router that :meth:`listen`\\ s to a monitor elsewhere.
         """
+        rechecks = self._rechecks
+        if not rechecks or rechecks[0][0] >= now:
+            return  # nothing due: the common case, on every tick of the clock
         with self._lock:
             self._recheck_before(now)
 
