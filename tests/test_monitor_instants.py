@@ -289,6 +289,17 @@ def test_a_heartbeat_exactly_every_window_never_looks_missing():
     assert live_states([absence("bank_down", "payments.sent", window=60)], heartbeat, 360) == []
 
 
+def test_one_missed_heartbeat_is_one_incident_from_the_missing_instant():
+    def missing_one(bus, clock):
+        for beat in range(6):
+            if beat != 2:
+                bus.publish("payments.sent")
+            clock.advance(60)
+
+    rule = absence("bank_down", "payments.sent", window=60)
+    assert live_states([rule], missing_one, 360) == [(120, "firing"), (180, "resolved")]
+
+
 def test_a_real_gap_in_the_heartbeat_fires_once_when_the_window_runs_out():
     def gappy(bus, clock):
         for s in (0, 60, 120, 200, 260):
