@@ -10,7 +10,7 @@ NBVAL  := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize
 # per broker (see tests/conftest.py). `make test XDIST=` runs serially.
 XDIST  ?= -n auto
 
-.PHONY: run test lab bench notebooks nats lint format clean
+.PHONY: run test lab bench notebooks golden nats lint format clean
 
 run: $(STAMP)
 	$(PY) -m simulations run
@@ -29,6 +29,10 @@ bench: $(STAMP)
 notebooks: $(STAMP)
 	$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace notebooks/*.ipynb
 	$(VENV)/bin/nbstripout --keep-output --keep-count notebooks/*.ipynb
+
+# Rewrite simulations/ida.out, the simulation's golden output; review the diff.
+golden: $(STAMP)
+	$(PY) -m simulations.golden
 
 nats: $(STAMP)
 	$(PY) -m hms_bus server
