@@ -329,6 +329,20 @@ def test_an_unreachable_url_fails_fast_naming_it_and_what_to_do(target, reason):
     assert reason in text and "kafka-mock" in text
 
 
+def test_security_settings_reach_librdkafka_and_its_refusal_is_shown(kafka_cluster):
+    """SASL/SSL settings pass through from the URL; the mock speaks no SASL, so the
+    handshake fails at once with librdkafka's reason, and the password stays hidden."""
+    url = (
+        f"{kafka_cluster.url}?security.protocol=SASL_PLAINTEXT&sasl.mechanism=PLAIN"
+        f"&sasl.username=ops&sasl.password=hunter2"
+    )
+    t0 = time.monotonic()
+    with pytest.raises(HmsBusError, match="SASL") as err:
+        kafka_backend(url)
+    assert time.monotonic() - t0 < 5
+    assert "hunter2" not in str(err.value) and "sasl.password=***" in str(err.value)
+
+
 # -- switching the default bus ----------------------------------------------------------------
 
 

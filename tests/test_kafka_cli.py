@@ -87,7 +87,7 @@ def test_cli_publish_tail_replay_on_kafka(mock_process):
     assert out.stdout.count("\n") == 1 and '"payments.failed"' in out.stdout
     out = subprocess.run([*CLI, "--url", "kafka://127.0.0.1:1", "replay"], **run)
     assert out.returncode == 1
-    assert out.stderr.startswith("error: cannot reach Kafka at kafka://127.0.0.1:1 within 3 s")
+    assert out.stderr.startswith("error: cannot connect to Kafka at kafka://127.0.0.1:1 within 3 s")
 
 
 def test_kafka_mock_command_stops_on_sigterm_and_its_cluster_goes(mock_process):
@@ -106,7 +106,7 @@ def test_kafka_mock_command_stops_on_sigterm_and_its_cluster_goes(mock_process):
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=10)
     assert proc.returncode == 0 and err == ""
-    with pytest.raises(HmsBusError, match="cannot reach Kafka"):
+    with pytest.raises(HmsBusError, match="cannot connect to Kafka"):
         kafka_backend(url)
 
 

@@ -119,7 +119,7 @@ class Cluster:
         The producer's metadata request also auto-creates the topic where the
         broker allows it (the mock cluster; brokers with auto.create.topics.enable).
         """
-        deadline = time.monotonic() + self.config.connect_timeout + REQUEST_TIMEOUT_S
+        deadline = time.monotonic() + self.config.connect_timeout + 2
         why = ""
         while time.monotonic() < deadline:
             try:
