@@ -155,6 +155,48 @@ def test_replay_since_finds_its_start_where_offsets_for_times_answers_minus_one(
     assert [e.data["i"] for e in bus.replay(">", since=t - 10, limit=2)] == [2990, 2991]
 
 
+def test_the_first_offset_for_a_time_is_exact_with_equal_timestamps_and_deleted_records(
+    cluster, make_bus
+):
+    """The bisection the reader falls back on, checked offset by offset."""
+    stamps = [1000, 1000, 1000, 2000, 2500, 2500, 4000, 4001, 9000, 9000, 9001]
+    producer = Producer({"bootstrap.servers": cluster.bootstrap})
+    cluster.create_topic("hms.stamps", 1, 1)
+    for ms in stamps:
+        producer.produce("hms.stamps", b"{}", partition=0, timestamp=ms)
+    assert producer.flush(5) == 0
+    reader = make_bus(cluster.url).backend.reader
+    first = reader.first_offset_at
+    expected = {
+        ms: next((i for i, s in enumerate(stamps) if s >= ms), len(stamps))
+        for ms in (1, 1000, 1001, 2000, 2001, 2500, 3999, 4001, 4002, 9000, 9001, 9002)
+    }
+    assert {ms: first(("hms.stamps", 0), ms) for ms in expected} == expected
+    cluster.delete_records("hms.stamps", 0, 4)  # retention took the first four
+    assert first(("hms.stamps", 0), 1000) == 4 and first(("hms.stamps", 0), 2600) == 6
+
+
+def test_events_older_than_retention_on_the_bus_clock_are_not_kept(kafka_url, make_bus):
+    """Like the memory bus: replay and new subscriptions leave them out."""
+    bus = make_bus(kafka_url, retention=60)
+    memory = Bus(clock=VirtualClock(), seed=1, retention=60)
+    for b in (bus, memory):
+        b.publish("payments.sent", {"n": 1})
+        b.clock.advance(61)
+        b.publish("payments.sent", {"n": 2})
+    assert [e.data for e in bus.replay(">")] == [e.data for e in memory.replay(">")] == [{"n": 2}]
+    got: list = []
+    bus.subscribe(">", got.append)
+    bus.flush(10)
+    assert [e.data for e in got] == [{"n": 2}]
+
+
+def test_the_producer_is_idempotent(kafka_url):
+    """librdkafka refuses more than 5 requests in flight only for an idempotent producer."""
+    with pytest.raises(ValueError, match="enable.idempotence"):
+        kafka_backend(kafka_url + "&max.in.flight.requests.per.connection=6")
+
+
 def test_subscribe_from_a_time_then_live(kafka_url, make_bus, received):
     bus = make_bus(kafka_url)
     for i in range(10):

@@ -109,5 +109,6 @@ def wait_for_brokers(client: Any, errors: ErrorLog, timeout: float, url: str) ->
             if "Invalid response size" in why:
                 why += " (that port answers, but not as a Kafka broker)"
             raise HmsBusError(
-                f"cannot connect to Kafka at {shown(url)} within {timeout:g} s: {why}; {HOW_TO_REACH}"
+                f"cannot connect to Kafka at {shown(url)} within {timeout:g} s: {why}; "
+                f"{HOW_TO_REACH}"
             )

@@ -142,6 +142,17 @@ class RangeReader:
 
     # -- where to start ---------------------------------------------------------
 
+    def first_offset_at(self, tp: TP, ms: int) -> int:
+        """The first offset of partition ``tp`` whose record timestamp is >= ``ms``.
+
+        The partition's end offset when no record is that new.
+        """
+        with self._lock:
+            lo, hi = self.cluster.ends([tp])[tp]
+            if lo >= hi:
+                return hi
+            return self._starts(self._reader([tp[0]]), {tp: (lo, hi)}, ms)[tp]
+
     def _starts(self, consumer: Consumer, ranges: dict[TP, tuple[int, int]], ms: int) -> dict:
         """The first offset in each range whose record timestamp is >= ``ms``."""
         answered = self.cluster.offsets_at(list(ranges), ms)
