@@ -35,7 +35,8 @@ WRONG: dict[str, list[str]] = {
         'failure = publish("payments.failed", {"user": "CIT-42"})',
     ],
     "2.2": [
-        'def to_json(raw):\n    return {"flags": ["audit", "frozen"], "at": "2021-08-29T18:05:00+00:00"}',
+        "def to_json(raw):\n"
+        '    return {"flags": ["audit", "frozen"], "at": "2021-08-29T18:05:00+00:00"}',
         'def to_json(raw):\n    return {"flags": list(raw["flags"]), "at": str(raw["at"])}',
     ],
     "2.3": [
@@ -77,7 +78,10 @@ WRONG: dict[str, list[str]] = {
         " above=2000, window=60)"
         for agg in ("p95", "max")
     ],
-    "6.3": ['longest, longest_s = "payments_failing", 470.0', 'longest, longest_s = "bank_slow", 0'],
+    "6.3": [
+        'longest, longest_s = "payments_failing", 470.0',
+        'longest, longest_s = "bank_slow", 0',
+    ],
     "7.1": [
         f'one_page = frequency("error_storm", "*.error", count=5, window=60, keep_firing_for={s})'
         for s in (60, 300)
@@ -90,7 +94,10 @@ WRONG: dict[str, list[str]] = {
         '    router.silence(rule="error_storm", start="2021-08-29T00:00:00Z",'
         ' end="2021-08-30T00:00:00Z")',
     ],
-    "7.3": ['expected = ["2m firing", "5m resolved"]', 'expected = ["2m20s firing", "5m20s resolved"]'],
+    "7.3": [
+        'expected = ["2m firing", "5m resolved"]',
+        'expected = ["2m20s firing", "5m20s resolved"]',
+    ],
     "8.1": [
         # the absence rule, and the error storm's resolve rather than the last one
         'first_rule, after_s, cleared_at = "payments_stalled", 600, "15:42:57"',
@@ -185,8 +192,12 @@ def test_untouched_notebook_reports_every_exercise_not_answered(path):
     nb = load(path)
     for ex in exercises(nb):
         answer, check = nb["cells"][ex["answer"]], nb["cells"][ex["check"]]
-        assert re.search(r"^\w+(, \w+)* = \.\.\.(, \.\.\.)*$|return \.\.\.$", text(answer), re.M), text(answer)
-        printed = [(o["output_type"], text({"source": o.get("text", "")})) for o in check["outputs"]]
+        assert re.search(r"^\w+(, \w+)* = \.\.\.(, \.\.\.)*$|return \.\.\.$", text(answer), re.M), (
+            text(answer)
+        )
+        printed = [
+            (o["output_type"], text({"source": o.get("text", "")})) for o in check["outputs"]
+        ]
         assert printed == [("stream", f"{ex['id']}: not answered yet\n")], printed
 
 
@@ -223,7 +234,10 @@ def run_with_injections(path: Path) -> dict[str, dict[str, str]]:
     results: dict[str, dict[str, str]] = {}
 
     def attempt(source: str, ex: dict) -> str:
-        cells = [nbformat.v4.new_code_cell(source), nbformat.v4.new_code_cell(nb.cells[ex["check"]].source)]
+        cells = [
+            nbformat.v4.new_code_cell(source),
+            nbformat.v4.new_code_cell(nb.cells[ex["check"]].source),
+        ]
         try:
             for n, cell in enumerate(cells):
                 client.execute_cell(cell, ex["answer"] + n)
