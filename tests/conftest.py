@@ -33,3 +33,19 @@ def default_bus(clock: VirtualClock):
         yield b
     finally:
         hms_bus.bus._default = before
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--browser",
+        action="store_true",
+        help="also collect tests/browser: JupyterLab and Voila in headless Chromium "
+        "(make test-browser)",
+    )
+
+
+def pytest_ignore_collect(collection_path, config):
+    """tests/browser needs Chromium and takes a minute: only with --browser."""
+    if collection_path.name == "browser" and not config.getoption("--browser"):
+        return True
+    return None
