@@ -30,7 +30,7 @@ lab: $(STAMP)
 PORT ?= 8866
 dashboard: $(STAMP)
 	$(VENV)/bin/voila --no-browser --Voila.ip=127.0.0.1 --port=$(PORT) \
-		notebooks/09-governors-dashboard.ipynb
+		--VoilaConfiguration.progressive_rendering=True notebooks/09-governors-dashboard.ipynb
 
 # JupyterLab and Voila in headless Chromium (Debian's; apt-get install -y chromium).
 CHROMIUM ?= /usr/bin/chromium

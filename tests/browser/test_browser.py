@@ -154,6 +154,7 @@ def voila(home, env) -> Iterator[str]:
         "--no-browser",
         f"--port={port}",
         "--Voila.ip=127.0.0.1",
+        "--VoilaConfiguration.progressive_rendering=True",
         str(home / "notebooks" / BOARD),
     ]
     proc = start(cmd, f"http://127.0.0.1:{port}/", home / "voila.log", env)
@@ -223,11 +224,17 @@ def open_notebook(page, lab: str, name: str) -> None:
     wait_for(lambda: page.evaluate(KERNEL_STATUS) == "idle", f"{name}'s kernel to start")
 
 
+def click_run_all(page) -> None:
+    """Run > Run All Cells, as a learner would, and wait until the kernel is busy."""
+    page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+    page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+    wait_for(lambda: page.evaluate(KERNEL_STATUS) == "busy", "the run to start", timeout=30)
+
+
 def run_all(page) -> float:
     """Run every cell and wait until none is left running; return the seconds it took."""
     started = time.monotonic()
-    page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
-    wait_for(lambda: page.evaluate(KERNEL_STATUS) == "busy" or done(page), "the run to start")
+    click_run_all(page)
     wait_for(lambda: done(page), "Run All to finish", timeout=240, every=0.25)
     return time.monotonic() - started
 
@@ -301,7 +308,7 @@ def test_sliders_render_saved_then_redraw_once_per_burst(page, lab):
     kernel_s = float(re.search(r"redrawn in ([\d.]+) s", seen[-1])[1])
     TIMINGS["lab: slider burst to new headline, end to end (s)"] = changed_at - pressed
     TIMINGS["lab: slider redraw, kernel time (s)"] = kernel_s
-    assert kernel_s < 1.0, seen[-1]
+    assert kernel_s < 1.5, seen[-1]  # about 0.5 s on a quiet machine; see benchmarks/
     shot(page, "lab-08-after-slider.png")
     assert offline_only(page.errors) == [], page.errors
 
@@ -320,7 +327,7 @@ def watch_board(page, tiles: str, chart: str, until: Callable[[], bool]) -> tupl
 
 
 TILES = ".widget-html:has-text('payments sent')"
-RATES = ".bqplot .line path"
+RATES = ".bqplot path.line"
 """The board's tiles, and the first line of the events-per-minute chart."""
 
 
@@ -333,8 +340,10 @@ def test_board_renders_saved_then_plays_the_day_live(page, lab):
     shot(page, "lab-09-opened.png")
 
     started = time.monotonic()
-    page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
-    wait_for(lambda: "00:00 UTC" not in page.locator(TILES).first.inner_text(), "the day to start")
+    click_run_all(page)
+    wait_for(
+        lambda: "2021-08-29" in page.locator(TILES).first.inner_text(), "the day to start", 120
+    )
     scroll_to(page, ".bqplot")
     tiles, chart = watch_board(
         page, TILES, RATES, lambda: "2021-08-30 00:00" in (page.locator(TILES).first.inner_text())
