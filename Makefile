@@ -6,6 +6,9 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 NBVAL  := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
+# Both cores: each notebook stays on one worker, broker tests run one at a time
+# per broker (see tests/conftest.py). `make test XDIST=` runs serially.
+XDIST  ?= -n auto
 
 .PHONY: run test test-browser lab dashboard bench notebooks nats lint format clean
 
@@ -14,7 +17,7 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check hms_bus simulations tests benchmarks
-	$(PY) -m pytest -q -p no:cacheprovider tests $(if $(wildcard notebooks/*.ipynb),$(NBVAL) notebooks)
+	$(PY) -m pytest -q -p no:cacheprovider $(XDIST) tests $(if $(wildcard notebooks/*.ipynb),$(NBVAL) notebooks)
 
 # Jupyter refuses to run as root unless told; only then is --allow-root added.
 AS_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)

@@ -1,12 +1,12 @@
-"""The operator's command line: ``python -m hms_bus <command>``.
+"""The operator's command line: python -m hms_bus COMMAND.
 
-Commands work against ``--url``, else ``HMS_BUS_URL``, else
-``nats://127.0.0.1:4222``::
+Commands work against --url, else HMS_BUS_URL, else nats://127.0.0.1:4222.
 
-    python -m hms_bus server                    # a local JetStream server (make nats)
-    python -m hms_bus tail 'payments.*'         # print events as they arrive
-    python -m hms_bus publish alerts.test '{"msg": "hello from ops"}'
-    python -m hms_bus replay 'payments.*' --since 1h --limit 20
+examples:
+  python -m hms_bus server                    # a local JetStream server (make nats)
+  python -m hms_bus tail 'payments.*'         # print events as they arrive
+  python -m hms_bus publish alerts.test '{"msg": "hello from ops"}'
+  python -m hms_bus replay 'payments.*' --since 1h --limit 20
 
 Events print as one JSON object per line.
 """
@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import sys
 import threading
 import time
@@ -61,6 +62,9 @@ def cmd_server(args: argparse.Namespace) -> int:
         )
         return 1
     server = NatsServer(port=args.port or None, store=args.store)
+    # SIGTERM (kill, systemd, a container stop) ends the loop as Ctrl-C does,
+    # so the server stops and a temporary store is removed on every exit path.
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     with server:
         print(f"nats-server with JetStream on {server.url} (store {server.store})")
         print(f"  export HMS_BUS_URL={server.url}")
@@ -71,6 +75,10 @@ def cmd_server(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             pass
     return 0
+
+
+def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
@@ -121,7 +129,13 @@ def cmd_tail(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hms_bus", description=__doc__.split("\n")[0])
+    summary, _, details = __doc__.partition("\n\n")
+    parser = argparse.ArgumentParser(
+        prog="python -m hms_bus",
+        description=summary,
+        epilog=details,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--url", help=f"bus URL (default: $HMS_BUS_URL or {DEFAULT_URL})")
     cmds = parser.add_subparsers(dest="command", required=True)
 

@@ -53,6 +53,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("hms_bus")
+_new_event = Event.create
 
 SUBSCRIBER_ERROR_TOPIC = "bus.subscriber_error"
 """Where the bus reports a subscriber that raised."""
@@ -142,7 +143,9 @@ class Bus:
             seed = 0
         rng = random.Random(seed) if seed is not None else random.SystemRandom()
         self._idp = f"{rng.getrandbits(32):08x}"
-        self._lock = threading.Lock()
+        self.lock = threading.Lock()
+        """Orders publishes: held while an event gets its sequence and time
+        and is handed to the backend. Backends take it too."""
         self._seq = 0
         self._last = float("-inf")
         # WallClock.now is time.time; calling it directly saves a frame per publish.
@@ -172,13 +175,13 @@ class Bus:
         if self._closed:
             raise HmsBusError(self._closed_message("publish"))
         backend = self.backend
-        with self._lock:
+        with self.lock:
             self._seq += 1
             t = self._now()
             if t < self._last:
                 t = self._last  # time on one bus never runs backwards
             self._last = t
-            ev = Event(topic, data, src, t, self._seq, self._idp)
+            ev = _new_event(topic, data, src, t, self._seq, self._idp)
             due = backend.publish(ev)
         if due is not None:
             backend.deliver(ev, due)
@@ -213,7 +216,7 @@ class Bus:
         sub = Subscription(self, pattern, fn, name)
         if self._closed:
             raise HmsBusError(self._closed_message("subscribe"))
-        with self._lock:
+        with self.lock:
             self.backend.subscribe(sub, start)
         self.backend.deliver()
         return sub
@@ -239,7 +242,7 @@ class Bus:
             )
         if sub.bus is not self:
             raise ValueError(f"{sub!r} belongs to another bus")
-        with self._lock:
+        with self.lock:
             if sub.active:
                 sub.active = False
                 self.backend.unsubscribe(sub)
@@ -304,6 +307,16 @@ class Bus:
         """Counters from the backend (kept events, queued, subscriptions...)."""
         return {"published": self._seq, **self.backend.status()}
 
+    @property
+    def id(self) -> str:
+        """This bus's id: the middle part of its event ids (``Event.bus_id``)."""
+        return self._idp
+
+    @property
+    def published(self) -> int:
+        """How many events were published here (the last event's ``seq``)."""
+        return self._seq
+
     def __enter__(self) -> Bus:
         return self
 
@@ -319,7 +332,9 @@ class Bus:
             f"call hms_bus.use(...) for a new default bus."
         )
 
-    def _subscriber_failed(self, sub: Subscription, ev: Event, exc: Exception) -> None:
+    def subscriber_failed(self, sub: Subscription, ev: Event, exc: Exception) -> None:
+        """Record that ``sub`` raised ``exc`` on ``ev``: count it, log it and
+        publish it as ``bus.subscriber_error``. Backends call this."""
         sub.errors += 1
         error = f"{type(exc).__name__}: {exc}"
         log.error("subscriber %s failed on %s (%s): %s", sub.name, ev.id, ev.topic, error)

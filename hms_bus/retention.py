@@ -37,7 +37,7 @@ _COMPACT_AT = 4096
 
 
 def _event_time(ev: Event) -> float:
-    return ev._time
+    return ev.time
 
 
 class Retention:
@@ -88,8 +88,8 @@ class Retention:
         """Keep ``ev`` (whose time is not older than the last one's)."""
         buf = self._buf
         buf.append(ev)
-        if ev._time >= self._expires_at:
-            self.expire(ev._time)
+        if ev.time >= self._expires_at:
+            self.expire(ev.time)
         if len(buf) - self._head > self._max:
             buf[self._head] = None
             self._head += 1
@@ -102,7 +102,7 @@ class Retention:
         buf = self._buf
         head = self._head
         end = len(buf)
-        while head < end and buf[head]._time <= cutoff:  # type: ignore[union-attr]
+        while head < end and buf[head].time <= cutoff:  # type: ignore[union-attr]
             buf[head] = None
             head += 1
         self.expired += head - self._head
@@ -117,7 +117,7 @@ class Retention:
             self._head = head = 0
         oldest = buf[head] if head < len(buf) else None
         # With nothing kept, the next append looks again.
-        self._expires_at = float("-inf") if oldest is None else oldest._time + self.window
+        self._expires_at = float("-inf") if oldest is None else oldest.time + self.window
 
     def replay(
         self,
@@ -149,11 +149,11 @@ class Retention:
         for i in range(lo, hi):
             ev = buf[i]
             assert ev is not None
-            if max_seq is not None and ev._seq > max_seq:
+            if max_seq is not None and ev.seq > max_seq:
                 break
-            hit = full or seen.get(ev._topic)
+            hit = full or seen.get(ev.topic)
             if hit is None:
-                hit = seen[ev._topic] = matches(pattern, ev._topic)
+                hit = seen[ev.topic] = matches(pattern, ev.topic)
             if hit:
                 out.append(ev)
                 if limit is not None and len(out) >= limit:

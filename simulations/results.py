@@ -183,7 +183,7 @@ class Result:
                 if incident["start_s"] <= t <= incident["end_s"] + grace:
                     detect, by = round(t - incident["start_s"], 3), span["rule"]
                     break
-        errors = sum(1 for ev in self.ledger if ev._topic == "bus.subscriber_error")
+        errors = sum(1 for ev in self.ledger if ev.topic == "bus.subscriber_error")
         summary = {
             "scenario": self.scenario.name,
             "seed": self.seed,
@@ -323,7 +323,7 @@ def _frame(ledger: list, start: float) -> pd.DataFrame:
     n = len(ledger)
     fields: dict[str, tuple[list[int], list[Any]]] = {}
     for i, ev in enumerate(ledger):
-        data = ev._data
+        data = ev.data
         if not isinstance(data, dict):
             data = {} if data is None else {"data": data}
         for key, value in data.items():
@@ -332,13 +332,13 @@ def _frame(ledger: list, start: float) -> pd.DataFrame:
                 field = fields[key] = ([], [])
             field[0].append(i)
             field[1].append(value)
-    times = np.fromiter((ev._time for ev in ledger), float, n)
+    times = np.fromiter((ev.time for ev in ledger), float, n)
     columns: dict[str, Any] = {
         "ts": _iso(times),
         "time": pd.to_datetime(times, unit="s", utc=True),
         "hour": (times - start) / 3600,
-        "topic": pd.Categorical([ev._topic for ev in ledger]),
-        "src": pd.Categorical([ev._src for ev in ledger]),
+        "topic": pd.Categorical([ev.topic for ev in ledger]),
+        "src": pd.Categorical([ev.src for ev in ledger]),
         "id": [ev.id for ev in ledger],
     }
     for key, (rows, values) in fields.items():

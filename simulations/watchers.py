@@ -35,17 +35,17 @@ class Dashboard:
         self.requests += 1
 
     def _checked(self, ev: Any) -> None:
-        if ev._data["outcome"] == "evacuated":
+        if ev.data["outcome"] == "evacuated":
             self.approved += 1
         else:
             self.denied += 1
 
     def _payment(self, ev: Any) -> None:
-        if ev._topic == "payments.sent":
+        if ev.topic == "payments.sent":
             self.sent += 1
-            self.dollars += ev._data["amount"]
-            self.latencies.append(ev._data["latency_ms"])
-        elif ev._topic == "payments.failed":
+            self.dollars += ev.data["amount"]
+            self.latencies.append(ev.data["latency_ms"])
+        elif ev.topic == "payments.failed":
             self.failed += 1
 
     def snapshot(self, hour: float) -> None:
@@ -72,7 +72,7 @@ class Pager:
 
     def _on_alert(self, ev: Any) -> None:
         self.alerts.append(ev)
-        data = ev._data
+        data = ev.data
         if data.get("state") == "firing":
             self.pages += 1
             self._bus.publish(

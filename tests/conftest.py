@@ -1,11 +1,28 @@
-"""Shared fixtures: a virtual clock, a bus on it, and a list that records events."""
+"""Shared fixtures: a virtual clock, a bus on it, and a list that records events.
+
+Also two session-wide rules:
+
+* With pytest-xdist (``make test`` runs ``-n auto``), each notebook stays on
+  one worker in cell order, and tests that start brokers (NATS, Kafka) run
+  one after another on one worker per broker kind (see ``_xdist_scope``).
+* Every throw-away directory the kit makes (nats-server stores) goes under a
+  private folder named by ``HMS_BUS_TMPDIR``; the session fails if anything is
+  left in it at the end, then removes it.
+"""
 
 from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 
 import hms_bus
 from hms_bus import Bus, VirtualClock
+
+pytest_plugins = ["pytester"]
 
 
 @pytest.fixture
@@ -33,6 +50,70 @@ def default_bus(clock: VirtualClock):
         yield b
     finally:
         hms_bus.bus._default = before
+
+
+# -- session-wide rules -------------------------------------------------------
+
+_BROKERS = ("nats", "kafka")
+
+
+def _xdist_scope(nodeid: str) -> str:
+    """What must run on one worker, in order, with ``nodeid``.
+
+    A notebook's cells share one kernel, so a notebook is one unit; tests that
+    start brokers share one unit per broker kind; any other test stands alone.
+    """
+    path = nodeid.split("::", 1)[0]
+    if path.endswith(".ipynb"):
+        return path
+    lowered = nodeid.lower()
+    return next((f"broker:{b}" for b in _BROKERS if b in lowered), nodeid)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    # xdist's own --dist loadgroup marks groups by rewriting node ids, which
+    # pytest 9 no longer honours; a scheduler that groups by node id does not
+    # depend on that.
+    from xdist.scheduler import LoadScopeScheduling
+
+    class KitScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _xdist_scope(nodeid)
+
+    return KitScheduling(config, log)
+
+
+def _is_controller(config: pytest.Config) -> bool:
+    return not hasattr(config, "workerinput")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if _is_controller(config) and "HMS_BUS_TMPDIR" not in os.environ:
+        # Workers, subprocesses and notebook kernels inherit the variable.
+        path = tempfile.mkdtemp(prefix="hms-test-session-")
+        os.environ["HMS_BUS_TMPDIR"] = path
+        config.stash[_TMP_KEY] = Path(path)
+
+
+_TMP_KEY = pytest.StashKey[Path]()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    config = session.config
+    path = config.stash.get(_TMP_KEY, None)
+    if path is None or not _is_controller(config):
+        return
+    left = sorted(p.name for p in path.iterdir()) if path.is_dir() else []
+    shutil.rmtree(path, ignore_errors=True)
+    os.environ.pop("HMS_BUS_TMPDIR", None)
+    if left:
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        message = f"the tests left kit-made temporary folders behind: {', '.join(left)}"
+        if reporter is not None:
+            reporter.write_line(f"ERROR: {message}", red=True, bold=True)
+        if session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_addoption(parser):

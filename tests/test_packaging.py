@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 from types import ModuleType
 
-import pytest
 import yaml
 
 import hms_bus
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10 reads TOML with the tomli backport
+    import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,7 +39,6 @@ def _name(req: str) -> str:
 
 
 def test_environment_yml_lists_the_same_dependencies_as_pyproject():
-    tomllib = pytest.importorskip("tomllib")
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     wanted = {
         _name(r)
@@ -48,3 +54,35 @@ def test_environment_yml_lists_the_same_dependencies_as_pyproject():
         elif _name(dep) not in ("python", "pip"):
             listed.add(_name(dep))
     assert listed == wanted
+
+
+def test_wheel_declares_the_mit_licence_without_deprecation_warnings(tmp_path):
+    """The SPDX licence reaches the wheel's metadata, and building prints no warning."""
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "-v", "-w", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert build.returncode == 0, build.stdout[-2000:] + build.stderr[-2000:]
+    output = build.stdout + build.stderr
+    assert "deprecat" not in output.lower(), [
+        line for line in output.splitlines() if "deprecat" in line.lower()
+    ]
+    (wheel,) = tmp_path.glob("hms_bus_kit-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        names = zf.namelist()
+        (meta,) = [n for n in names if n.endswith(".dist-info/METADATA")]
+        metadata = zf.read(meta).decode()
+    assert "License-Expression: MIT" in metadata.splitlines()
+    assert "License-File: LICENSE" in metadata.splitlines()
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
+    assert "Programming Language :: Python :: 3.10" in metadata
+
+
+def test_readme_installs_only_what_exists():
+    """No instruction to pip-install the kit by a name no index publishes."""
+    for path in [ROOT / "README.md", *sorted((ROOT / "hms_bus").rglob("*.py"))]:
+        text = path.read_text()
+        assert "install 'hms-bus-kit" not in text, path
+        assert 'install "hms-bus-kit' not in text, path

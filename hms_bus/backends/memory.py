@@ -58,7 +58,7 @@ class MemoryBackend(Backend):
 
     def attach(self, bus: Bus) -> None:
         super().attach(bus)
-        self._lock = bus._lock
+        self._lock = bus.lock
 
     def publish(self, event: Event) -> tuple[Subscription, ...] | None:
         self.retention.append(event)
@@ -68,8 +68,8 @@ class MemoryBackend(Backend):
         # Nobody is delivering and nothing waits: this thread delivers now.
         self._dispatching = True
         self._owner = _get_ident()
-        self._dispatched_seq = event._seq
-        return self._index.lookup(event._topic)
+        self._dispatched_seq = event.seq
+        return self._index.lookup(event.topic)
 
     def deliver(self, event: Event | None = None, subs: object = DRAIN) -> None:
         lock = self._lock
@@ -80,7 +80,7 @@ class MemoryBackend(Backend):
                 self._dispatching = True
                 self._owner = _get_ident()
                 event, subs = self._next()
-        failed = self.bus._subscriber_failed
+        failed = self.bus.subscriber_failed
         try:
             while True:
                 for sub in subs:  # type: ignore[attr-defined]
@@ -107,8 +107,8 @@ class MemoryBackend(Backend):
             ev, sub = self._direct.popleft()
             return ev, (sub,)
         ev = self._queue.popleft()
-        self._dispatched_seq = ev._seq
-        return ev, self._index.lookup(ev._topic)
+        self._dispatched_seq = ev.seq
+        return ev, self._index.lookup(ev.topic)
 
     def subscribe(self, sub: Subscription, start: str | float) -> None:
         sub._key = self._index.add(sub.pattern, sub)
@@ -151,7 +151,7 @@ class MemoryBackend(Backend):
 
     def status(self) -> dict:
         with self._lock:
-            self.retention.expire(self.bus._now())
+            self.retention.expire(self.bus.clock.now())
         return {
             "url": self.url,
             "retained": len(self.retention),

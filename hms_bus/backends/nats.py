@@ -347,11 +347,11 @@ class NatsBackend(Backend):
         return False
 
     def _encode(self, ev: Event) -> _Pending:
-        body = {"id": ev.id, "time": ev._time, "src": ev._src, "data": ev._data}
+        body = {"id": ev.id, "time": ev.time, "src": ev.src, "data": ev.data}
         payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
         token = str(next(self._tokens))
         headers = {"Nats-Msg-Id": f"{ev.id}.{self._session}"}
-        return _Pending(ev, f"{self.prefix}.{ev._topic}", payload, headers, token)
+        return _Pending(ev, f"{self.prefix}.{ev.topic}", payload, headers, token)
 
     async def _sender(self) -> None:
         outbox, inflight, nc = self._outbox, self._inflight, self._nc
@@ -458,7 +458,7 @@ class NatsBackend(Backend):
             # Events published here before subscribing may still be on their way
             # to the stream; they arrive live and must obey the start point too.
             cutoff = float("inf") if start == NEW else float(start)
-            self._skip_own[sub] = (self.bus._seq, cutoff)
+            self._skip_own[sub] = (self.bus.published, cutoff)
         if start != NEW:
             self._catching_up[sub] = None
             self._history_pending += 1
@@ -535,7 +535,7 @@ class NatsBackend(Backend):
                 return
             if sseq <= upto:
                 ev = self._decode(msg, sseq, ts_ns)
-                t = ev._time
+                t = ev.time
                 if (since is None or t >= since) and (until is None or t <= until):
                     out.append(ev)
             if sseq >= upto or pending == 0 or (limit is not None and len(out) >= limit):
@@ -566,9 +566,9 @@ class NatsBackend(Backend):
         While a new subscription waits for its kept events, live events are
         held back, so that every subscriber still sees one global order.
         """
-        lock, jobs, failed = self.bus._lock, self._jobs, self.bus._subscriber_failed
+        lock, jobs, failed = self.bus.lock, self._jobs, self.bus.subscriber_failed
         held: deque[tuple[int, Event]] = deque()
-        idp = self.bus._idp
+        idp = self.bus.id
         while True:
             job = held.popleft() if held and not self._catching_up else jobs.get()
             if job is None:
@@ -587,13 +587,13 @@ class NatsBackend(Backend):
                 if self._catching_up:
                     held.append(job)
                     continue
-                subs = self._index.lookup(item._topic)
+                subs = self._index.lookup(item.topic)
                 self._looked_up = sseq
             for sub in subs:
                 if not sub.active:
                     continue
                 skip = self._skip_own.get(sub)
-                if skip and item._idp == idp and item._seq <= skip[0] and item._time < skip[1]:
+                if skip and item.bus_id == idp and item.seq <= skip[0] and item.time < skip[1]:
                     continue  # published here before the subscription's start
 
                 _call(sub, item, failed)
@@ -634,7 +634,7 @@ class NatsBackend(Backend):
         deadline = None if timeout is None else time.monotonic() + timeout
         in_callback = threading.current_thread() is self._worker
         while True:
-            published = self.bus._seq
+            published = self.bus.published
             self._wait_acked(deadline, timeout)
             if self._failed:
                 failed, self._failed = self._failed, []
@@ -649,7 +649,7 @@ class NatsBackend(Backend):
             while self._done_seq < target or self._history_pending:
                 self._check_deadline(deadline, timeout, "delivered")
                 time.sleep(0.002)
-            if published == self.bus._seq:
+            if published == self.bus.published:
                 return
 
     def _wait_acked(self, deadline: float | None, timeout: float | None) -> None:

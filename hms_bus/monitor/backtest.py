@@ -96,7 +96,7 @@ def _rows(events: Any) -> tuple[list[float], list[Any]]:
             raise TypeError(
                 f"events[{i}] is {ev!r}, not an Event; pass replay(...)'s list or a DataFrame"
             )
-    return [ev._time for ev in items], items
+    return [ev.time for ev in items], items
 
 
 def _is_frame(obj: Any) -> bool:

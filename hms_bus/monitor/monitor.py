@@ -124,7 +124,7 @@ class Monitor:
 
         def observe(ev: Any) -> None:
             with lock:
-                ingest(ev._time, ev, fns)
+                ingest(ev.time, ev, fns)
                 out = engine._out
                 if out:
                     engine._out = []

@@ -52,7 +52,7 @@ def frame(records: list[dict[str, Any]]):
     except ImportError:  # pragma: no cover - pandas is in the sim extra
         raise ImportError(
             "the alert timeline is a pandas DataFrame; install it with "
-            "pip install 'hms-bus-kit[sim]'"
+            "pip install pandas (in a clone of the kit: pip install -e '.[sim]')"
         ) from None
     rows = [
         {
