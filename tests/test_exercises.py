@@ -242,7 +242,8 @@ def run_with_injections(path: Path) -> dict[str, dict[str, str]]:
             for n, cell in enumerate(cells):
                 client.execute_cell(cell, ex["answer"] + n)
         except CellExecutionError as err:
-            return f"error: {str(err).strip().splitlines()[-1]}"
+            last = str(err).strip().splitlines()[-1]
+            return "error: " + re.sub(r"\x1b\[[0-9;]*m", "", last)
         printed = "".join(o.get("text", "") for o in cells[1].outputs)
         if f"{ex['id']}: solved" in printed:
             return "solved"

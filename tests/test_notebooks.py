@@ -250,3 +250,53 @@ def test_changing_a_rule_threshold_fails_nbval_with_both_values(tmp_path):
     out = run_nbval(nb, "06-monitor.ipynb", tmp_path)
     assert re.search(r"'20' == '19'", out), out
     assert "len(chapter_alerts)" in out, out
+
+
+CAPTURING = ("interact(", "interactive(", "interact_manual(", "Output(", ".capture(", "with out")
+"""Widget code that captures cell output into an Output widget. Headless
+execution (nbval, nbconvert, ``make notebooks``) then hangs now and then:
+nbclient answers the capture on the kernel's shell channel while it waits on
+that channel (jupyter/nbclient#312). Widgets whose values the code sets do not
+trigger it."""
+
+
+@pytest.mark.parametrize("name", EXISTING)
+def test_no_widget_captures_output(name):
+    code = "\n".join(source(c) for c in code_cells(load(name)))
+    for pattern in CAPTURING:
+        assert pattern not in code, f"{name} uses {pattern!r}; set widget values instead"
+
+
+@pytest.mark.parametrize(
+    "name", ["08-hurricane-ida-simulation.ipynb", "09-governors-dashboard.ipynb"]
+)
+def test_widget_notebooks_store_their_widget_state(name):
+    """Saved state lets JupyterLab and Voila draw the widgets before any cell
+    runs; without it they show as ``VBox(children=...`` text."""
+    nb = load(name)
+    state = nb["metadata"]["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    shown = [
+        o["data"]["application/vnd.jupyter.widget-view+json"]["model_id"]
+        for c in code_cells(nb)
+        for o in c["outputs"]
+        if "application/vnd.jupyter.widget-view+json" in o.get("data", {})
+    ]
+    assert shown and all(model in state for model in shown)
+
+
+def test_index_gives_time_and_prerequisites_and_maps_the_six_concepts():
+    text = "".join(source(c) for c in load("00-index.ipynb")["cells"])
+    rows = [line for line in text.splitlines() if re.match(r"\| \d+ \| \[", line)]
+    assert len(rows) == len(PATH) - 1
+    for row in rows:
+        time, needs = [cell.strip() for cell in row.strip("|").split("|")][3:5]
+        assert re.fullmatch(r"\d+ min", time) and needs, row
+    for concept in ("Event", "Topic", "Publisher", "Subscriber", "Stream retention", "Alert rule"):
+        assert re.search(rf"^\| {concept} \|", text, re.M), concept
+
+
+def test_instructor_notebook_lists_common_mistakes_for_every_notebook():
+    text = "".join(source(c) for c in load("11-for-instructors.ipynb")["cells"])
+    table = text[text.index("## Common mistakes") :]
+    for number in range(1, len(PATH)):
+        assert re.search(rf"^\| {number:02d} ", table, re.M), number
