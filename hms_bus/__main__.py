@@ -61,20 +61,26 @@ def cmd_server(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    server = NatsServer(port=args.port or None, store=args.store)
     # SIGTERM (kill, systemd, a container stop) ends the loop as Ctrl-C does,
     # so the server stops and a temporary store is removed on every exit path.
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
-    with server:
-        print(f"nats-server with JetStream on {server.url} (store {server.store})")
-        print(f"  export HMS_BUS_URL={server.url}")
-        print("Ctrl-C stops it.", flush=True)
-        try:
+    server = None
+    try:
+        server = NatsServer(port=args.port or None, store=args.store)
+        with server:
+            print(f"nats-server with JetStream on {server.url} (store {server.store})")
+            print(f"  export HMS_BUS_URL={server.url}")
+            print("Ctrl-C stops it.", flush=True)
             while server.running:
                 time.sleep(0.5)
-        except KeyboardInterrupt:
-            pass
-    return 0
+            code = server.proc.returncode if server.proc else None
+            print(f"error: nats-server stopped by itself (exit code {code})", file=sys.stderr)
+            return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        if server is not None:
+            server.stop()
 
 
 def _raise_keyboard_interrupt(signum: int, frame: object) -> None:

@@ -155,14 +155,17 @@ class NatsServer:
                 preexec_fn=_stop_with_parent if _from_main_thread_on_linux() else None,
             )
         deadline = time.monotonic() + START_TIMEOUT_S
-        while not _accepts(self.port):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop(remove_store=False)
-                tail = self.log_path.read_text(errors="replace")[-800:]
-                raise HmsBusError(
-                    f"nats-server did not start on port {self.port}; its log says:\n{tail}"
-                )
-            time.sleep(0.02)
+        try:
+            while not _accepts(self.port):
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    tail = self.log_path.read_text(errors="replace")[-800:]
+                    raise HmsBusError(
+                        f"nats-server did not start on port {self.port}; its log says:\n{tail}"
+                    )
+                time.sleep(0.02)
+        except BaseException:
+            self.stop()  # Ctrl-C or SIGTERM while starting: no server or temporary store left
+            raise
         return self
 
     def kill(self) -> None:
