@@ -308,7 +308,9 @@ def test_sliders_render_saved_then_redraw_once_per_burst(page, lab):
     kernel_s = float(re.search(r"redrawn in ([\d.]+) s", seen[-1])[1])
     TIMINGS["lab: slider burst to new headline, end to end (s)"] = changed_at - pressed
     TIMINGS["lab: slider redraw, kernel time (s)"] = kernel_s
-    assert kernel_s < 1.5, seen[-1]  # about 0.5 s on a quiet machine; see benchmarks/
+    # About 0.5 s on a quiet machine (benchmarks/bench_notebook_slider.py checks
+    # the 1 s target); this guards against a redraw that re-runs far more.
+    assert kernel_s < 2.0, seen[-1]
     shot(page, "lab-08-after-slider.png")
     assert offline_only(page.errors) == [], page.errors
 
