@@ -10,7 +10,7 @@ NBVAL  := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize
 # per broker (see tests/conftest.py). `make test XDIST=` runs serially.
 XDIST  ?= -n auto
 
-.PHONY: run test test-browser lab dashboard bench notebooks nats lint format clean
+.PHONY: run test test-browser lab dashboard bench notebooks golden nats lint format clean
 
 run: $(STAMP)
 	$(PY) -m simulations run
@@ -53,6 +53,10 @@ notebooks: $(STAMP)
 		--ExecutePreprocessor.timeout=$(NB_TIMEOUT) notebooks/*.ipynb
 	$(VENV)/bin/nbstripout --keep-output --keep-count --keep-metadata-keys metadata.widgets \
 		notebooks/*.ipynb
+
+# Rewrite simulations/ida.out, the simulation's golden output; review the diff.
+golden: $(STAMP)
+	$(PY) -m simulations.golden
 
 nats: $(STAMP)
 	$(PY) -m hms_bus server

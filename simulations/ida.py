@@ -6,10 +6,10 @@ Covers:
 - Driving an ``hms_bus.VirtualClock`` from SimPy's clock, so every event
   carries its simulated time
 - A day-long, non-homogeneous Poisson arrival process (one process, thinning)
-- Resources with capacity (HLT case workers, bank connections), timeouts and
-  retries
-- Subscribers that watch the day: the governor's dashboard, the monitor, the
-  on-call pager and the audit ledger
+- Resources with capacity (HLT case workers, bank connections), timeouts,
+  retries, and a resource that shrinks for a while (a priority request)
+- Incidents scheduled by the scenario: bank outages and slowdowns, a cut
+  link to the bank, a bot flooding the portal, HMS-HLT short of staff
 
 Scenario:
   Hurricane Ida makes landfall and the state opens one-stop emergency funds:
@@ -21,64 +21,46 @@ Scenario:
   connections, a random latency and an occasional failure; ACH retries with
   a back-off and gives up after a timeout.
 
-  Some days the bank slows down or goes down for a while. The monitor turns
-  the resulting errors into alerts, the pager wakes the on-call operator,
-  and the question for the day is how long that took.
+  Some days go wrong: the bank slows down or goes down, the link to it is
+  cut, a bot floods the portal with bogus requests, or HMS-HLT is left short
+  of staff. The monitor turns the symptoms into alerts, the pager wakes the
+  on-call operator, and the question for the day is how long that took.
+
+The tunable numbers (rates, sizes, timeouts) are parameters with dotted
+names, defined once with their units in :mod:`simulations.params`; ``p``
+below is a scenario holding them all. The harness that runs this model
+(bus, watchers, monitor, progress, garbage collection) is
+:mod:`simulations.runner`.
 """
 
 from __future__ import annotations
 
-import gc
 import itertools
 import math
 import random
-import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import simpy
 
 from hms_bus import Bus, VirtualClock
 
-from .watchers import AuditLedger, Dashboard, Pager
+from .incidents import Incident
 
 RANDOM_SEED = 7
 SIM_HOURS = 24  # h of simulated time in a run
 START = "2021-08-29T00:00:00Z"  # the simulated day starts here (Ida's landfall day)
-
-CITIZENS_PER_HOUR = 1000  # requests per hour when the day profile is 1.0
-DAY_PROFILE = (  # share of CITIZENS_PER_HOUR in each hour of the day, 00h..23h
+DAY_PROFILE = (  # share of citizens.per_hour arriving in each hour of the day, 00h..23h
     0.25, 0.2, 0.15, 0.15, 0.2, 0.35, 0.6, 0.9, 1.1, 1.25, 1.3, 1.3,
     1.25, 1.25, 1.2, 1.2, 1.15, 1.1, 1.05, 1.0, 0.9, 0.7, 0.5, 0.35,
 )  # fmt: skip
-LANDFALL_H = 12  # h after START when the storm makes landfall
-SURGE = 3.0  # requests multiply by this right after landfall ...
-SURGE_HOURS = 6  # h ... and the extra decays by a factor e in this time
-
-HLT_WORKERS = 8  # case workers checking evacuation records in parallel
-HLT_SERVICE_S = 2.0  # s, mean time to check one record (exponential)
-HLT_EVACUATED = 0.7  # share of citizens with a medical evacuation on record
-HLT_ERROR_RATE = 0.002  # share of checks where the records system fails
-
-ACH_AMOUNT = 1000  # $ wired per approved request
-ACH_TIMEOUT_S = 30  # s ACH waits for the bank before giving up on an attempt
-ACH_RETRIES = 2  # extra attempts after a failed one
-ACH_BACKOFF_S = 5  # s before the first retry; doubles for each later one
-
-BANK_LINES = 20  # concurrent connections the bank API accepts
-BANK_LATENCY_S = 0.8  # s, median response time (log-normal)
-BANK_LATENCY_SIGMA = 0.5  # spread of the log-normal latency
-BANK_FAILURE_RATE = 0.005  # share of calls answered with HTTP 500
 BANK_REFUSE_S = 0.05  # s to refuse a call while the bank is down
-
-SLOWDOWN_FACTOR = 20  # latency multiplies by this during a slowdown
+BOGUS_CHECK_SHARE = 0.5  # a bogus request takes this share of a real check's time
 BRIDGE_PING_S = 30  # s between the bridge's pings of the partner bank
 MGMT_CHECK_S = 60  # s between the management layer's health checks
 HLT_DEGRADED_QUEUE = 25  # citizens waiting for HLT before it counts as degraded
 DASHBOARD_SAMPLE_S = 600  # s between snapshots of the governor's dashboard
 TICK_S = 5.0  # s; an idle clock still moves this often, so silence is noticed
-CHUNK_S = 900  # s of simulated time between progress-bar updates
 
 
 class Relief:
@@ -94,10 +76,11 @@ class Relief:
         self.bus = bus
         self.clock = clock
         self.t0 = clock.now()
+        self.seed = seed
+        self.scale = 1.0  # load.scale, set by setup()
         self._last = 0.0
         self._publish = bus.publish
         self._set = clock.set
-        self.seed = seed
 
     def rng(self, stream: str) -> random.Random:
         """An independent random stream per actor, so changing one actor's
@@ -105,24 +88,33 @@ class Relief:
         return random.Random(f"{self.seed}:{stream}")
 
     def publish(self, topic: str, data: Any, src: str) -> None:
-        now = self.env._now
+        now = self.env.now
         if now != self._last:
             self._last = now
             self._set(self.t0 + now)
         self._publish(topic, data, src=src)
 
     def tick(self) -> None:
-        now = self.env._now
+        now = self.env.now
         if now != self._last:
             self._last = now
             self._set(self.t0 + now)
 
 
+def windows(incidents: Sequence[Incident], kind: str) -> tuple[tuple[float, float, Incident], ...]:
+    """When incidents of ``kind`` are on, as (start, end, incident) in simulated
+    seconds; usually empty, so checking it costs next to nothing."""
+    return tuple((i.start_s, i.end_s, i) for i in incidents if i.kind == kind)
+
+
 class Hlt:
     """HMS-HLT, the health system: a few case workers check evacuation records."""
 
-    def __init__(self, relief: Relief, p: Mapping[str, Any]) -> None:
-        self.workers = simpy.Resource(relief.env, int(p["hlt.workers"] * p["load.scale"]))
+    def __init__(self, relief: Relief, p: Mapping[str, Any], short: bool) -> None:
+        # A priority queue only when some workers must leave ahead of the queue.
+        kind = simpy.PriorityResource if short else simpy.Resource
+        self.staff = int(p["hlt.workers"] * p["load.scale"])
+        self.workers = kind(relief.env, self.staff)
         self.mean_s = p["hlt.service_s"]
         self.evacuated = p["hlt.evacuated"]
         self.error_rate = p["hlt.error_rate"]
@@ -141,26 +133,34 @@ class Hlt:
 class BankApi:
     """The partner bank's payment API: connections, latency, failures, bad hours."""
 
-    def __init__(self, relief: Relief, p: Mapping[str, Any]) -> None:
+    def __init__(self, relief: Relief, p: Mapping[str, Any], incidents: list[Incident]) -> None:
         self.lines = simpy.Resource(relief.env, int(p["bank.lines"] * p["load.scale"]))
         self.mu = math.log(p["bank.latency_s"])
         self.sigma = p["bank.latency_sigma"]
         self.failure_rate = p["bank.failure_rate"]
-        self.slow = _window(p["slowdown.start_h"], p["slowdown.hours"])
-        self.slow_factor = p["slowdown.factor"]
-        self.out = _window(p["outage.start_h"], p["outage.hours"])
+        self.outages = windows(incidents, "outage")
+        self.slowdowns = windows(incidents, "slowdown")
+        self.link_drops = windows(incidents, "link_drop")
         self.rng = relief.rng("bank")
 
-    def down(self, now: float) -> bool:
-        return self.out[0] <= now < self.out[1]
+    def reachable(self, now: float) -> bool:
+        """Whether a call placed now gets through the link to the bank."""
+        return not any(start <= now < end for start, end, _ in self.link_drops)
+
+    def answering(self, now: float) -> bool:
+        """Whether the bank answers pings (link up, bank not down)."""
+        down = any(start <= now < end for start, end, _ in self.outages)
+        return not down and self.reachable(now)
 
     def answer(self, now: float) -> tuple[int, float]:
-        """The HTTP status and latency of a call that starts now."""
-        if self.out[0] <= now < self.out[1]:
-            return 503, BANK_REFUSE_S
+        """The HTTP status and latency of a call that reaches the bank now."""
+        for start, end, _ in self.outages:
+            if start <= now < end:
+                return 503, BANK_REFUSE_S
         latency = self.rng.lognormvariate(self.mu, self.sigma)
-        if self.slow[0] <= now < self.slow[1]:
-            latency *= self.slow_factor
+        for start, end, slow in self.slowdowns:
+            if start <= now < end:
+                latency *= slow.extra["factor"]
         status = 500 if self.rng.random() < self.failure_rate else 200
         return status, latency
 
@@ -168,7 +168,7 @@ class BankApi:
 class Ach:
     """HMS-ACH, the payments service: wires a fixed amount, retries, gives up."""
 
-    def __init__(self, relief: Relief, p: Mapping[str, Any]) -> None:
+    def __init__(self, p: Mapping[str, Any]) -> None:
         self.amount = p["ach.amount"]
         self.timeout_s = p["ach.timeout_s"]
         self.attempts = 1 + p["ach.retries"]
@@ -297,6 +297,9 @@ def bank_api(
     """One call to the bank's API; returns the HTTP status, or 0 when the
     caller's timeout ran out first (waiting for a connection counts too)."""
     called = env.now
+    if bank.link_drops and not bank.reachable(called):  # the link is cut: nothing comes back
+        yield env.timeout(timeout)
+        return 0
     req = bank.lines.request()
     if not req.triggered:  # every connection is busy: queue, but not forever
         yield req | env.timeout(timeout)
@@ -321,12 +324,61 @@ def bank_api(
     return status
 
 
+def bot(env: simpy.Environment, relief: Relief, flood: Incident, hlt: Hlt, amount: int):
+    """During a flood, a bot posts bogus requests at a steady Poisson rate;
+    HMS-HLT checks each (quicker than a real one) and rejects it."""
+    rate = flood.extra["per_hour"] * relief.scale / 3600.0
+    if rate <= 0:
+        return
+    rng = relief.rng(f"flood.{flood.n}")
+    t = flood.start_s
+    for n in itertools.count(1):
+        t += rng.expovariate(rate)
+        if t >= flood.end_s:
+            return
+        yield env.timeout(t - env.now)
+        env.process(bogus_request(env, relief, f"BOT-{flood.n}-{n:06d}", amount, hlt, rng))
+
+
+def bogus_request(
+    env: simpy.Environment, relief: Relief, name: str, amount: int, hlt: Hlt, rng: random.Random
+):
+    """One bogus request: it waits for a case worker like any other, and is rejected."""
+    relief.publish("portal.request", {"citizen": name, "amount": amount}, "portal")
+    arrived = env.now
+    with hlt.workers.request() as req:
+        yield req
+        wait = env.now - arrived
+        yield env.timeout(rng.expovariate(1.0 / (hlt.mean_s * BOGUS_CHECK_SHARE)))
+    relief.publish(
+        "hlt.rejected",
+        {"citizen": name, "reason": "no such citizen", "wait_ms": round(wait * 1000)},
+        "hms-hlt",
+    )
+
+
+def absence(env: simpy.Environment, hlt: Hlt, short: Incident):
+    """During an understaffed stretch, the missing case workers leave as soon
+    as they finish the case in hand (ahead of waiting citizens), and come back
+    at its end."""
+    yield env.timeout(short.start_s - env.now)
+    away = [
+        hlt.workers.request(priority=-1) for _ in range(max(0, hlt.staff - short.extra["workers"]))
+    ]
+    yield env.timeout(short.end_s - env.now)
+    for req in away:
+        if req.triggered:
+            hlt.workers.release(req)
+        else:
+            req.cancel()
+
+
 def bridge(env: simpy.Environment, relief: Relief, bank: BankApi):
-    """The external bridge pings the partner bank and reports when the link
-    goes down or comes back."""
+    """The external bridge pings the partner bank and reports when it stops
+    answering (the bank is down or the link is cut) or answers again."""
     down = False
     while True:
-        now_down = bank.down(env.now)
+        now_down = not bank.answering(env.now)
         if now_down != down:
             down = now_down
             topic = "bridge.partner.down" if down else "bridge.partner.up"
@@ -336,7 +388,7 @@ def bridge(env: simpy.Environment, relief: Relief, bank: BankApi):
 
 def management(env: simpy.Environment, relief: Relief, hlt: Hlt):
     """The management layer watches HMS-HLT's queue and flags it as degraded
-    while too many citizens wait."""
+    while too many requests wait."""
     degraded = False
     while True:
         yield env.timeout(MGMT_CHECK_S)
@@ -353,7 +405,7 @@ def management(env: simpy.Environment, relief: Relief, hlt: Hlt):
             )
 
 
-def governor(env: simpy.Environment, relief: Relief, ach: Ach, dashboard: Dashboard):
+def governor(env: simpy.Environment, relief: Relief, ach: Ach, dashboard: Any):
     """The governor approves the relief programme at the start of the day and
     then watches the dashboard (a snapshot every ``DASHBOARD_SAMPLE_S``)."""
     relief.publish(
@@ -378,161 +430,25 @@ def ticker(env: simpy.Environment, relief: Relief):
         relief.tick()
 
 
-def _window(start_h: float, hours: float) -> tuple[float, float]:
-    if hours <= 0:
-        return (math.inf, math.inf)
-    return (start_h * 3600.0, (start_h + hours) * 3600.0)
-
-
-# -- one run ----------------------------------------------------------------------
-
-
-class Day:
-    """Everything one simulated day left behind, before it becomes a Result."""
-
-    def __init__(self, **kw: Any) -> None:
-        self.__dict__.update(kw)
-
-
 def setup(
-    env: simpy.Environment, relief: Relief, p: Mapping[str, Any]
-) -> tuple[Hlt, Ach, BankApi, Dashboard]:
-    """Create the facilities and start the actors."""
-    hlt, ach, bank = Hlt(relief, p), Ach(relief, p), BankApi(relief, p)
-    dashboard = Dashboard(relief.bus)
+    env: simpy.Environment,
+    relief: Relief,
+    p: Mapping[str, Any],
+    incidents: list[Incident],
+    dashboard: Any,
+) -> Ach:
+    """Create the facilities and start the actors; return HMS-ACH (whose
+    ``open`` counts payments still in flight)."""
+    relief.scale = p["load.scale"]
+    shortages = [i for i in incidents if i.kind == "understaffed"]
+    hlt, ach, bank = Hlt(relief, p, bool(shortages)), Ach(p), BankApi(relief, p, incidents)
     env.process(governor(env, relief, ach, dashboard))
     env.process(citizens(env, relief, p, hlt, ach, bank))
+    for flood in (i for i in incidents if i.kind == "flood"):
+        env.process(bot(env, relief, flood, hlt, ach.amount))
+    for short in shortages:
+        env.process(absence(env, hlt, short))
     env.process(bridge(env, relief, bank))
     env.process(management(env, relief, hlt))
     env.process(ticker(env, relief))
-    return hlt, ach, bank, dashboard
-
-
-def simulate(
-    p: Mapping[str, Any],
-    *,
-    seed: int = RANDOM_SEED,
-    hours: float = SIM_HOURS,
-    rules: Callable[[Mapping[str, Any]], list] | None = None,
-    progress: Callable[[float], None] | None = None,
-    listeners: Iterable[Callable[[Bus], Any]] = (),
-) -> Day:
-    """Run one day with parameters ``p`` (dotted names, all present).
-
-    A fresh virtual clock and a fresh bus per run keep runs independent:
-    the same ``seed`` gives the same events, ids and alerts. ``rules`` turns
-    the parameters into monitor rules; ``progress`` is called with the
-    simulated seconds done after each chunk.
-
-    ``listeners`` are callables that each get the run's :class:`~hms_bus.Bus`
-    once, in the order given, after the audit ledger, pager, monitor and
-    dashboard have subscribed and before the first event; there they can
-    ``bus.subscribe(...)`` to watch the day live, each event arriving while
-    the virtual clock shows its time. The bus is closed when the run ends,
-    so a listener must not keep it. Events a listener publishes become part
-    of the day, so listen only, unless you mean to change it.
-    """
-    listeners = check_listeners(listeners)
-    wall = time.perf_counter()
-    clock = VirtualClock(START)
-    bus = Bus(clock=clock, seed=seed, src="ida")
-    ledger = AuditLedger(bus)
-    pager = Pager(bus)
-    monitor = _monitor(bus, rules(p)) if rules is not None else None
-    env = simpy.Environment()
-    relief = Relief(env, bus, clock, seed)
-    hlt, ach, bank, dashboard = setup(env, relief, p)
-    try:
-        for listener in listeners:
-            listener(bus)
-    except BaseException:
-        if monitor is not None:
-            monitor.close()
-        bus.close()
-        raise
-    end = hours * 3600.0
-    with no_gc():
-        for until in _chunks(end, CHUNK_S):
-            env.run(until=until)
-            relief.tick()
-            if progress is not None:
-                progress(until)
-    dashboard.snapshot(end / 3600)
-    if monitor is not None:
-        monitor.close()
-    bus.flush()
-    status = bus.status()
-    bus.close()
-    return Day(
-        params=dict(p),
-        seed=seed,
-        hours=hours,
-        start=clock.now() - end,
-        end=clock.now(),
-        events=ledger.events,
-        alerts=pager.alerts,
-        pages=pager.pages,
-        dashboard=dashboard,
-        in_flight_payments=ach.open,
-        incidents=_incidents(p, hours),
-        bus_status=status,
-        wall_s=time.perf_counter() - wall,
-    )
-
-
-def check_listeners(listeners: object) -> tuple[Callable[[Bus], Any], ...]:
-    """``listeners`` as a tuple of callables, or a TypeError naming the bad value."""
-    if callable(listeners):
-        raise TypeError(
-            f"listeners takes a list of callables, got the single {listeners!r}; "
-            "wrap it: listeners=[fn]"
-        )
-    if isinstance(listeners, (str, bytes)) or not isinstance(listeners, Iterable):
-        raise TypeError(
-            f"listeners must be a list of callables that each take the bus, got {listeners!r}"
-        )
-    found = tuple(listeners)
-    for i, fn in enumerate(found):
-        if not callable(fn):
-            raise TypeError(
-                f"listeners[{i}] is {fn!r}, not a callable; give functions that take the bus, "
-                "e.g. listeners=[lambda bus: bus.subscribe('payments.sent', count)]"
-            )
-    return found
-
-
-@contextmanager
-def no_gc() -> Iterator[None]:
-    """Pause the cycle collector. A run keeps every event alive and makes next
-    to no cyclic garbage, so the collector would only rescan a growing heap
-    again and again (a third of the time of a million-event run)."""
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if collecting:
-            gc.enable()
-
-
-def _monitor(bus: Bus, rules: list) -> Any:
-    from hms_bus.monitor import Monitor
-
-    return Monitor(bus, rules=rules)
-
-
-def _chunks(end: float, step: float) -> Iterator[float]:
-    t = 0.0
-    while t < end:
-        t = min(t + step, end)
-        yield t
-
-
-def _incidents(p: Mapping[str, Any], hours: float) -> list[dict[str, Any]]:
-    """The bad stretches this scenario schedules, clipped to the run."""
-    found = []
-    for kind in ("outage", "slowdown"):
-        start, stop = _window(p[f"{kind}.start_h"], p[f"{kind}.hours"])
-        if start < hours * 3600:
-            found.append({"kind": kind, "start_s": start, "end_s": min(stop, hours * 3600)})
-    return sorted(found, key=lambda i: i["start_s"])
+    return ach

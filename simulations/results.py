@@ -1,8 +1,8 @@
-"""Results of one simulated day: events and alerts as DataFrames, a summary, a plot.
+"""Results of one simulated day: events and alerts as DataFrames, scores, a report, plots.
 
 :class:`Result` is what :func:`simulations.run` returns. Tables are built on
 first use from the audit ledger (every event, in publish order) and the
-pager's log (every alert), so a run that only needs the summary stays fast.
+monitor's timeline, so a run that only needs the summary stays fast.
 """
 
 from __future__ import annotations
@@ -16,217 +16,165 @@ import numpy as np
 import pandas as pd
 
 from hms_bus.event import format_ts
+from hms_bus.topics import matches, validate_pattern
 
-from .ida import no_gc
+from .output import check_out, write_all
+from .scoring import (
+    INSTANT,
+    SUMMARY_KEYS,
+    epoch_seconds,
+    firing_notices,
+    score_incidents,
+    spans,
+    summarise,
+    tally_events,
+)
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from .ida import Day
-    from .scenario import Scenario
+    from .incidents import Incident
+    from .runner import Day
 
-__all__ = ["Result", "SUMMARY_KEYS"]
+__all__ = ["Result", "SUMMARY_KEYS", "EVENT_COLUMNS", "OUTPUT_FILES", "events_frame"]
 
-BASE_COLUMNS = ("ts", "time", "hour", "topic", "src", "id")
-"""The columns every event row has; data fields follow, one column per key."""
+EVENT_COLUMNS = ("ts", "time", "hour", "topic", "src", "id", "data")
+"""The columns of ``Result.events`` and of ``events.csv``, whatever the scenario:
+``ts`` the publish time as ISO text, ``time`` the same in epoch seconds (full
+precision), ``hour`` hours since the simulated midnight, and ``data`` the
+payload (a dict; JSON text in the CSV). :meth:`Result.select` spreads a
+topic's data fields into columns."""
 
-FIGSIZE = (11, 4.5)
-"""Width and height of the rates plot, in inches."""
-
-SUMMARY_KEYS = (
-    "scenario",
-    "seed",
-    "hours",
-    "events",
-    "requests",
-    "approved",
-    "payments_sent",
-    "payments_failed",
-    "dollars_disbursed",
-    "payment_p50_s",
-    "payment_p95_s",
-    "incident",
-    "time_to_detect_s",
-    "detected_by",
-    "alerts_fired",
-    "false_alerts",
-    "pages",
-    "subscriber_errors",
+OUTPUT_FILES = (
+    "events.csv",
+    "alerts.csv",
+    "incidents.csv",
+    "dashboard.csv",
+    "summary.json",
+    "rates.png",
 )
-"""The summary's keys, in the order they print.
+"""What :meth:`Result.save` writes."""
 
-``requests`` counts portal requests, ``approved`` the HLT checks that found a
-medical evacuation; ``payment_p50_s``/``payment_p95_s`` measure sent payments
-from ACH's start to the bank's answer, retries included. ``incident`` is the
-first scheduled bank outage or slowdown; ``time_to_detect_s`` runs from its
-start to the first alert that starts firing during it (or up to
-``score.grace_s`` after it), ``detected_by`` names that alert's rule, or says
-``missed``. An alert that starts firing outside every incident (plus grace)
-counts in ``false_alerts``. ``subscriber_errors`` counts
-``bus.subscriber_error`` events: a listener that raised, which should be 0.
-"""
+SHORT_NAMES = dict(zip(OUTPUT_FILES, ("events", "alerts", "incidents", "dashboard", "summary",
+                                      "plot"), strict=True))  # fmt: skip
+"""The keys of the dict :meth:`Result.save` returns."""
 
 
 class Result:
     """What one simulated day produced.
 
-    ``events`` (one row per event), ``alerts`` (the firing/resolved
-    timeline), ``spans`` (one row per firing alert, start to end),
-    ``dashboard`` (the governor's counters every 10 simulated minutes),
-    ``summary`` (a dict) and :meth:`plot_rates`. ``ledger`` keeps the raw
-    :class:`hms_bus.Event` objects.
+    ``summary`` (a dict, keys in :data:`SUMMARY_KEYS`), ``events`` (one row
+    per event), ``alerts`` (the monitor's timeline), ``spans`` (one row per
+    firing alert, true or false), ``incidents`` (one row per scheduled
+    incident, scored), ``dashboard`` (the governor's counters every 10
+    simulated minutes), :meth:`report`, :meth:`plot_rates` and
+    :meth:`save`. ``ledger`` keeps the raw :class:`hms_bus.Event` objects.
     """
 
-    def __init__(self, scenario: Scenario, day: Day) -> None:
-        self.scenario = scenario
+    def __init__(self, day: Day) -> None:
+        self.scenario = day.scenario
         self.seed = day.seed
         self.hours = day.hours
         self.start = day.start
         self.ledger = day.events
-        self.incidents = day.incidents
         self.wall_s = day.wall_s
         self.in_flight_payments = day.in_flight_payments
         """Payments ACH had started but not finished when the run ended."""
         self._day = day
-        self.summary = self._summarise()
+        self._scheduled = day.incidents
+        counts = tally_events(self.ledger)
+        timeline = day.timeline
+        self._spans = spans(timeline, self.start, self.hours)
+        grace = self.scenario["score.grace_s"]
+        self._scores = score_incidents(self._scheduled, self._spans, grace)
+        self.summary = summarise(
+            scenario=self.scenario.name,
+            seed=self.seed,
+            hours=self.hours,
+            counts=counts,
+            incidents=self._scheduled,
+            scores=self._scores,
+            found=self._spans,
+            notices=len(timeline),
+            pages=firing_notices(timeline),
+        )
 
     def __repr__(self) -> str:
         s = self.summary
         return (
             f"<Result {s['scenario']} seed={s['seed']} {s['hours']:g} h: {s['events']:,} events, "
-            f"{s['payments_sent']:,} payments sent, {s['alerts_fired']} alerts>"
+            f"{s['payments_sent']:,} payments sent, {s['alerts_fired']} alerts, "
+            f"{s['detected']}/{s['incidents']} incidents detected>"
         )
+
+    @property
+    def scheduled(self) -> list[Incident]:
+        """The scenario's incidents that fall in the run (what ``incidents`` scores)."""
+        return list(self._scheduled)
+
+    @property
+    def changed(self) -> dict[str, Any]:
+        """The parameters changed from the stored scenario for this run."""
+        return dict(self.scenario.changed)
 
     # -- tables -------------------------------------------------------------
 
     @cached_property
     def events(self) -> pd.DataFrame:
-        """One row per event: ts, time (UTC), hour (since the start), topic,
-        src, id, then one column per data field (empty where absent)."""
-        with no_gc():
-            return _frame(self.ledger, self.start)
+        """One row per event, columns :data:`EVENT_COLUMNS`."""
+        return events_frame(self.ledger, self.start)
+
+    def select(self, pattern: str) -> pd.DataFrame:
+        """The events whose topic matches ``pattern`` (``payments.*``), with
+        their data fields as columns instead of ``data``."""
+        return select(self.events, pattern)
 
     @cached_property
     def alerts(self) -> pd.DataFrame:
-        """The alert timeline: one row per ``alerts.*`` event, firing or resolved."""
-        rows = []
-        for ev in self._day.alerts:
-            d = ev.data
-            rows.append(
-                {
-                    "ts": ev.ts,
-                    "hour": (ev.time - self.start) / 3600,
-                    "rule": d.get("rule"),
-                    "state": d.get("state"),
-                    "value": d.get("value"),
-                    "bound": d.get("bound"),
-                    "window": d.get("window"),
-                    "group": d.get("group"),
-                    "summary": d.get("summary"),
-                    "id": ev.id,
-                }
-            )
-        cols = ["ts", "hour", "rule", "state", "value", "bound", "window", "group", "summary", "id"]
-        return pd.DataFrame(rows, columns=cols)
+        """The monitor's alert timeline: ``ts`` (when the notice was
+        published on the bus), ``hour`` (the change instant in hours since
+        midnight), the timeline's own columns (``at`` is the change instant),
+        and ``id`` (the alert event's id on the bus)."""
+        return alerts_frame(self._day.timeline, self._day.alerts, self.start)
 
     @cached_property
     def spans(self) -> pd.DataFrame:
-        """One row per firing alert: rule, group, start and end hour, and
-        whether it overlaps a scheduled incident (``true_alert``)."""
-        return pd.DataFrame(
-            self._spans(),
-            columns=["rule", "group", "start_h", "end_h", "resolved", "true_alert"],
-        )
+        """One row per firing alert: rule, group, start and end hour, whether it
+        resolved, and whether it was a true alert (during an incident, plus grace)."""
+        rows = [
+            {
+                "rule": s["rule"],
+                "group": s["group"],
+                "start_h": s["start_s"] / 3600,
+                "end_h": s["end_s"] / 3600,
+                "resolved": s["resolved"],
+                "true_alert": s["true_alert"],
+            }
+            for s in self._spans
+        ]
+        cols = ["rule", "group", "start_h", "end_h", "resolved", "true_alert"]
+        return pd.DataFrame(rows, columns=cols)
+
+    @cached_property
+    def incidents(self) -> pd.DataFrame:
+        """One row per scheduled incident in the run: what, when, and whether
+        (how soon, by which rule) an alert caught it."""
+        return incidents_frame(self._scores)
 
     @cached_property
     def dashboard(self) -> pd.DataFrame:
         """What the governor's dashboard showed, every 10 simulated minutes."""
         return pd.DataFrame(self._day.dashboard.snapshots)
 
-    # -- summary ------------------------------------------------------------
-
-    def _spans(self) -> list[dict[str, Any]]:
-        open_: dict[tuple, dict[str, Any]] = {}
-        spans: list[dict[str, Any]] = []
-        grace = self.scenario["score.grace_s"]
-        for ev in self._day.alerts:
-            d = ev.data
-            key = (d.get("rule"), d.get("group"))
-            t = ev.time - self.start
-            if d.get("state") == "firing" and key not in open_:
-                span = {"rule": key[0], "group": key[1], "start_h": t / 3600, "end_h": None}
-                span["resolved"] = False
-                span["true_alert"] = any(
-                    i["start_s"] <= t <= i["end_s"] + grace for i in self.incidents
-                )
-                open_[key] = span
-                spans.append(span)
-            elif d.get("state") == "resolved" and key in open_:
-                span = open_.pop(key)
-                span["end_h"] = t / 3600
-                span["resolved"] = True
-        for span in open_.values():
-            span["end_h"] = self.hours
-        return spans
-
-    def _summarise(self) -> dict[str, Any]:
-        day = self._day
-        dash = day.dashboard
-        lat = np.asarray(dash.latencies, dtype=float) / 1000.0
-        spans = self._spans()
-        incident = self.incidents[0] if self.incidents else None
-        detect, by = None, None
-        if incident is not None:
-            grace = self.scenario["score.grace_s"]
-            for span in spans:
-                t = span["start_h"] * 3600
-                if incident["start_s"] <= t <= incident["end_s"] + grace:
-                    detect, by = round(t - incident["start_s"], 3), span["rule"]
-                    break
-        errors = sum(1 for ev in self.ledger if ev.topic == "bus.subscriber_error")
-        summary = {
-            "scenario": self.scenario.name,
-            "seed": self.seed,
-            "hours": self.hours,
-            "events": len(self.ledger),
-            "requests": dash.requests,
-            "approved": dash.approved,
-            "payments_sent": dash.sent,
-            "payments_failed": dash.failed,
-            "dollars_disbursed": dash.dollars,
-            "payment_p50_s": _pct(lat, 50),
-            "payment_p95_s": _pct(lat, 95),
-            "incident": _incident_text(incident),
-            "time_to_detect_s": detect,
-            "detected_by": by if incident is None or by else "missed",
-            "alerts_fired": len(spans),
-            "false_alerts": sum(1 for s in spans if not s["true_alert"]),
-            "pages": day.pages,
-            "subscriber_errors": errors,
-        }
-        if incident is None:
-            summary["detected_by"] = None
-        return summary
-
     # -- output -------------------------------------------------------------
 
     def report(self, *, events: int = 0) -> str:
-        """The summary as a text table, then the alert timeline, then the
-        first ``events`` events (none unless asked)."""
-        lines = [f"Hurricane Ida relief day: {self.scenario.name} (seed {self.seed})", ""]
-        width = max(map(len, self.summary))
-        for key, value in self.summary.items():
-            lines.append(f"  {key:<{width}}  {_show(value)}")
-        lines += ["", f"Alert timeline ({len(self._day.alerts)} notices):"]
-        for ev in self._day.alerts:
-            d = ev.data
-            group = f" [{d.get('group')}]" if d.get("group") is not None else ""
-            lines.append(
-                f"  {ev.ts}  {d.get('state', '?'):<8} {d.get('rule')}{group}"
-                f"  value={_show(d.get('value'))} bound={_show(d.get('bound'))}"
-            )
-        if not self._day.alerts:
-            lines.append("  (none)")
+        """The summary as text, the incidents and how they were caught, the
+        alert timeline, then the first ``events`` events (none unless asked)."""
+        lines = report_lines(
+            self.scenario, self.seed, self.hours, self.summary, self._scores, self.alerts,
+            self._spans,
+        )  # fmt: skip
         if events:
             lines += ["", f"First {min(events, len(self.ledger))} events:"]
             for ev in self.ledger[:events]:
@@ -234,137 +182,197 @@ class Result:
         return "\n".join(lines)
 
     def plot_rates(self, *, ax: Any = None) -> Figure:
-        """Events per simulated minute by topic family (the first token),
-        with alert firing spans shaded and the incident windows marked.
+        """The day as pictures.
 
-        Without ``ax`` the plot gets a new pyplot figure, so ``plt.show()``
-        (or a notebook cell's end) shows it; close it with ``plt.close(fig)``
-        when you are done. With ``ax`` it draws there and returns that
-        axes' figure.
+        Without ``ax``: a new pyplot figure (so ``plt.show()`` or a notebook
+        cell's end shows it) with panels sharing the time axis: payments sent
+        and failed (the governor's view), portal requests and HLT checks,
+        ACH and bank traffic, citizens' wait for HMS-HLT, and one lane per
+        alert rule, true alerts solid and false ones hatched. Incidents are
+        shaded in every panel. Close it with ``plt.close(fig)`` when done.
+
+        With ``ax``: a compact view on that axes (events per minute by topic
+        family, incidents and alert lanes), returning its figure.
         """
-        if ax is None:
-            import matplotlib.pyplot as plt
+        from . import plots
 
-            fig, ax = plt.subplots(figsize=FIGSIZE, layout="constrained")
-        self._draw_rates(ax)
-        return ax.figure
+        if ax is not None:
+            plots.draw_compact(ax, plots.DayView.of(self))
+            return ax.figure
+        import matplotlib.pyplot as plt
 
-    def _draw_rates(self, ax: Any) -> None:
-        minutes = max(1, int(np.ceil(self.hours * 60)))
-        times = np.fromiter((ev.time for ev in self.ledger), float, len(self.ledger))
-        idx = np.minimum(((times - self.start) // 60).astype(int), minutes - 1)
-        families = np.array([ev.topic.split(".", 1)[0] for ev in self.ledger])
-        x = (np.arange(minutes) + 0.5) / 60
-        for fam in sorted(set(families.tolist())):
-            counts = np.bincount(idx[families == fam], minlength=minutes)
-            if counts.sum() >= 10:
-                ax.plot(x, counts, lw=0.8, label=fam)
-        for i in self.incidents:
-            ax.axvspan(
-                i["start_s"] / 3600, i["end_s"] / 3600, color="0.6", alpha=0.25,
-                hatch="//", label=f"bank {i['kind']}",
-            )  # fmt: skip
-        # One lane per rule along the top, so overlapping alerts stay readable.
-        spans = self._spans()
-        lanes = {rule: n for n, rule in enumerate(dict.fromkeys(s["rule"] for s in spans))}
-        labelled: set[str] = set()
-        for span in spans:
-            top = 0.99 - 0.06 * lanes[span["rule"]]
-            ax.axvspan(
-                span["start_h"], span["end_h"], ymin=top - 0.05, ymax=top, color="red",
-                alpha=0.35, label=None if labelled else "alert firing",
-            )  # fmt: skip
-            if span["rule"] not in labelled:
-                labelled.add(span["rule"])
-                ax.text(
-                    span["end_h"], top - 0.025, f" {span['rule']}", va="center", fontsize="x-small",
-                    transform=ax.get_xaxis_transform(), color="darkred",
-                )  # fmt: skip
-        ax.set_yscale("symlog", linthresh=10)
-        ax.set_xlim(0, self.hours)
-        ax.set_xlabel(f"hours since {format_ts(self.start)[:16]}Z")
-        ax.set_ylabel("events per minute")
-        ax.set_title(f"Ida relief day: {self.scenario.name}, seed {self.seed}")
-        ax.set_ylim(top=ax.get_ylim()[1] * 4)  # room for the alert lanes
-        ax.legend(loc="upper left", fontsize="small", ncol=2)
+        fig = plt.figure(figsize=plots.FIGSIZE, layout="constrained")
+        plots.draw_day(fig, plots.DayView.of(self))
+        return fig
 
     def save(self, out: str | Path) -> dict[str, Path]:
-        """Write events.csv, alerts.csv, dashboard.csv, summary.json and
-        rates.png under ``out`` (created if missing); return the paths."""
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        paths = {
-            "events": out / "events.csv",
-            "alerts": out / "alerts.csv",
-            "dashboard": out / "dashboard.csv",
-            "summary": out / "summary.json",
-            "plot": out / "rates.png",
-        }
-        self.events.to_csv(paths["events"], index=False)
-        self.alerts.to_csv(paths["alerts"], index=False)
-        self.dashboard.to_csv(paths["dashboard"], index=False)
-        meta = {
-            "summary": self.summary,
-            "params": dict(self.scenario),
-            "incidents": self.incidents,
-        }
-        paths["summary"].write_text(json.dumps(meta, indent=2) + "\n")
-        # A figure outside pyplot: nothing left open, and no GUI backend
-        # is started by a command-line run.
+        """Write :data:`OUTPUT_FILES` under ``out`` (created if missing), all
+        or nothing; return the paths by short name (``events``, ``plot``...)."""
+        out = check_out(out, OUTPUT_FILES)
         from matplotlib.figure import Figure
 
-        fig = Figure(figsize=FIGSIZE, layout="constrained")
-        self._draw_rates(fig.add_subplot())
-        fig.savefig(paths["plot"], dpi=110)
-        return paths
+        from . import plots
+
+        def plot(path: Path) -> None:
+            # A figure outside pyplot: nothing left open, no GUI backend started.
+            fig = Figure(figsize=plots.FIGSIZE, layout="constrained")
+            plots.draw_day(fig, plots.DayView.of(self))
+            fig.savefig(path, dpi=100, format="png")
+
+        meta = {
+            "summary": self.summary,
+            "scenario": self.scenario.name,
+            "changed": self.changed,
+            "seed": self.seed,
+            "hours": self.hours,
+            "start": format_ts(self.start),
+            "params": dict(self.scenario),
+            "incidents": [i.to_dict() for i in self._scheduled],
+        }
+        written = write_all(
+            out,
+            {
+                "events.csv": lambda p: write_events_csv(self.events, p),
+                "alerts.csv": lambda p: _json_cells(self.alerts).to_csv(p, index=False),
+                "incidents.csv": lambda p: self.incidents.to_csv(p, index=False),
+                "dashboard.csv": lambda p: self.dashboard.to_csv(p, index=False),
+                "summary.json": lambda p: p.write_text(json.dumps(meta, indent=2) + "\n"),
+                "rates.png": plot,
+            },
+        )
+        return {SHORT_NAMES[name]: path for name, path in written.items()}
 
 
-def _frame(ledger: list, start: float) -> pd.DataFrame:
+# -- tables, shared with replayed days -----------------------------------------
+
+
+def events_frame(ledger: list, start: float) -> pd.DataFrame:
+    """Events as a DataFrame with :data:`EVENT_COLUMNS`."""
     n = len(ledger)
-    fields: dict[str, tuple[list[int], list[Any]]] = {}
-    for i, ev in enumerate(ledger):
-        data = ev.data
-        if not isinstance(data, dict):
-            data = {} if data is None else {"data": data}
-        for key, value in data.items():
-            field = fields.get(key)
-            if field is None:
-                field = fields[key] = ([], [])
-            field[0].append(i)
-            field[1].append(value)
     times = np.fromiter((ev.time for ev in ledger), float, n)
-    columns: dict[str, Any] = {
-        "ts": _iso(times),
-        "time": pd.to_datetime(times, unit="s", utc=True),
-        "hour": (times - start) / 3600,
-        "topic": pd.Categorical([ev.topic for ev in ledger]),
-        "src": pd.Categorical([ev.src for ev in ledger]),
-        "id": [ev.id for ev in ledger],
+    return pd.DataFrame(
+        {
+            "ts": _iso(times),
+            "time": times,
+            "hour": (times - start) / 3600,
+            "topic": pd.Categorical([ev.topic for ev in ledger]),
+            "src": pd.Categorical([ev.src for ev in ledger]),
+            "id": [ev.id for ev in ledger],
+            "data": [ev.data for ev in ledger],
+        },
+        columns=list(EVENT_COLUMNS),
+    )
+
+
+def select(events: pd.DataFrame, pattern: str) -> pd.DataFrame:
+    """Rows of ``events`` whose topic matches ``pattern``, data fields as columns."""
+    pattern = validate_pattern(pattern)
+    topics = [t for t in pd.unique(events["topic"]) if matches(pattern, t)]
+    rows = events[events["topic"].isin(topics)]
+    fields = pd.DataFrame.from_records(
+        [d if isinstance(d, dict) else {"value": d} for d in rows["data"]], index=rows.index
+    )
+    base = rows.drop(columns="data")
+    clash = [c for c in fields.columns if c in base.columns]
+    return base.join(fields.rename(columns={c: f"data.{c}" for c in clash}))
+
+
+def alerts_frame(timeline: Any, alert_events: list, start: float) -> pd.DataFrame:
+    """The timeline with the change instant named ``at``, plus ``ts`` (when the
+    notice was published), ``hour`` and ``id`` from the alert events; columns
+    the monitor's timeline already has are kept as it gives them."""
+    df = timeline.rename(columns={INSTANT: "at"}).reset_index(drop=True)
+    n = len(df)
+    same = len(alert_events) == n
+    extra = {
+        "ts": [ev.ts for ev in alert_events] if same else [None] * n,
+        "hour": (epoch_seconds(df["at"]) - start) / 3600 if n else np.zeros(0),
     }
-    for key, (rows, values) in fields.items():
-        columns[f"data.{key}" if key in columns else key] = _column(n, rows, values)
-    return pd.DataFrame(columns)
+    for pos, (name, values) in enumerate(extra.items()):
+        if name not in df.columns:
+            df.insert(pos, name, values)
+    if "id" not in df.columns:
+        df["id"] = [ev.id for ev in alert_events] if same else [None] * n
+    return df
 
 
-def _column(n: int, rows: list[int], values: list[Any]) -> Any:
-    """One data field as a column of ``n`` rows, empty where events lack it:
-    whole numbers as nullable Int64, other numbers as float, the rest as is."""
-    kinds = set(map(type, values))
-    idx = np.asarray(rows, dtype=np.intp)
-    if kinds <= {int, float} and kinds:
-        if kinds == {int}:
-            data = np.zeros(n, dtype=np.int64)
-            data[idx] = values
-            mask = np.ones(n, dtype=bool)
-            mask[idx] = False
-            return pd.arrays.IntegerArray(data, mask)
-        data = np.full(n, np.nan)
-        data[idx] = values
-        return data
-    out: list[Any] = [None] * n
-    for i, value in zip(rows, values, strict=True):
-        out[i] = value
+def incidents_frame(scores: list[dict[str, Any]]) -> pd.DataFrame:
+    cols = ["incident", "kind", "start_h", "end_h", "detected", "time_to_detect_s",
+            "detected_by", "alerts"]  # fmt: skip
+    return pd.DataFrame(scores, columns=cols)
+
+
+def write_events_csv(events: pd.DataFrame, path: Path) -> None:
+    """events.csv: every column as is, ``hour`` to the microsecond hour and
+    ``data`` as compact JSON."""
+    out = events.copy()
+    out["hour"] = out["hour"].round(7)
+    out["data"] = [json.dumps(d, separators=(",", ":")) for d in out["data"]]
+    out.to_csv(path, index=False)
+
+
+def report_lines(
+    scenario: Any,
+    seed: int,
+    hours: float,
+    summary: dict[str, Any],
+    scores: list[dict[str, Any]],
+    alerts: pd.DataFrame,
+    found: list[dict[str, Any]],
+) -> list[str]:
+    changed = scenario.changed_text() or "nothing (the stored scenario)"
+    lines = [
+        f"Hurricane Ida relief day: {scenario.name} (seed {seed}, {hours:g} h)",
+        f"changed: {changed}",
+        "",
+    ]
+    width = max(map(len, summary))
+    for key, value in summary.items():
+        lines.append(f"  {key:<{width}}  {_show(value)}")
+    s = summary
+    lines.append(
+        f"  (approved {_show(s['approved'])} = {_show(s['payments_sent'])} sent + "
+        f"{_show(s['payments_failed'])} failed + {_show(s['payments_in_flight'])} "
+        f"still in flight when the run ended)"
+    )
+    lines += ["", f"Incidents ({s['incidents']} scheduled, {s['detected']} detected):"]
+    for row in scores:
+        when = f"{row['start_h']:g}h-{row['end_h']:g}h"
+        if row["detected"]:
+            alerts_n = f", {row['alerts']} alerts" if row["alerts"] != 1 else ", 1 alert"
+            how = (
+                f"detected after {_show(row['time_to_detect_s'])} s by {row['detected_by']}"
+                f"{alerts_n}"
+            )
+        else:
+            how = "MISSED: no alert fired during it"
+        lines.append(f"  {row['incident']:<22} {when:<13} {how}")
+    if not scores:
+        lines.append("  (none)")
+    false_rows = {f["row"] for f in found if not f["true_alert"]}
+    lines += ["", f"Alert timeline ({len(alerts)} notices):"]
+    for i, row in enumerate(alerts.itertuples(index=False)):
+        group = f" [{row.group}]" if isinstance(row.group, str) else ""
+        flag = "  (false alert)" if i in false_rows else ""
+        lines.append(
+            f"  {format_ts(_epoch_one(row.at))}  {row.state:<8} {row.rule}{group}"
+            f"  value={_show(row.value)} bound={_show(row.bound)}{flag}"
+        )
+    if len(alerts) == 0:
+        lines.append("  (none)")
+    return lines
+
+
+def _json_cells(df: pd.DataFrame) -> pd.DataFrame:
+    out = df.copy()
+    for col in out.columns:
+        if out[col].dtype == object and any(isinstance(v, (list, dict)) for v in out[col]):
+            out[col] = [json.dumps(v, separators=(",", ":")) for v in out[col]]
     return out
+
+
+def _epoch_one(ts: Any) -> float:
+    return (ts - pd.Timestamp(0, tz="UTC")).total_seconds()
 
 
 def _iso(times: np.ndarray) -> np.ndarray:
@@ -373,24 +381,14 @@ def _iso(times: np.ndarray) -> np.ndarray:
     return np.char.add(np.datetime_as_string(ms, unit="ms"), "Z")
 
 
-def _pct(values: np.ndarray, q: float) -> float | None:
-    if values.size == 0:
-        return None
-    return round(float(np.percentile(values, q)), 3)
-
-
-def _incident_text(incident: dict[str, Any] | None) -> str | None:
-    if incident is None:
-        return None
-    return f"bank {incident['kind']} {incident['start_s'] / 3600:g}h-{incident['end_s'] / 3600:g}h"
-
-
 def _show(value: Any) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
+        if value != value:
+            return "-"
         return f"{value:,.3f}".rstrip("0").rstrip(".") if value != int(value) else f"{value:,.0f}"
-    if isinstance(value, int) and not isinstance(value, bool):
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         return f"{value:,}"
     return str(value)
 

@@ -1,198 +1,167 @@
-"""Scenarios: named parameter sets for the Ida day, stored as JSON next to this file.
+"""Scenarios: named parameter sets for the Ida day, stored as JSON files.
 
-Every parameter has a dotted name (``bank.failure_rate``), a default (the
-constants at the top of :mod:`simulations.ida`), a type and an allowed range.
-A scenario file such as ``bank_outage.json`` changes a few of them::
+The stored scenarios sit next to this module (``bank_outage.json``...); any
+other file works by its path (``run("~/my_day.json")``). A file changes a few
+parameters and lists its incidents::
 
-    {"description": "...", "outage": {"start_h": 14, "hours": 1.5}}
+    {"description": "...", "landfall": {"at_h": 12},
+     "incidents": [{"kind": "outage", "start_h": 14, "hours": 1.5}]}
 
-and :meth:`Scenario.override` changes more, e.g. ``monitor.threshold=3``.
-Unknown names and out-of-range values raise ``ValueError`` saying what is
-allowed.
+:meth:`Scenario.override` changes more, e.g. ``monitor.threshold=3``.
+Unknown names suggest the nearest valid ones; out-of-range values name the
+range. ``simulations/SCENARIOS.md`` is the authoring guide.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import ida
+from .incidents import Incident, from_list, from_values
+from .params import KINDS, PARAMS, fields_of, lookup, parse_slot, slot_name
 
-__all__ = ["PARAMS", "Param", "Scenario", "scenarios", "DEFAULT_SCENARIO"]
+__all__ = ["Scenario", "scenarios", "broken_scenarios", "DEFAULT_SCENARIO", "SCENARIO_DIR"]
 
-HERE = Path(__file__).resolve().parent
+SCENARIO_DIR = Path(__file__).resolve().parent
+"""Where the stored scenarios live."""
+
 DEFAULT_SCENARIO = "bank_outage"
 """What ``run()`` and ``python -m simulations run`` use unless told."""
 
 
-@dataclass(frozen=True)
-class Param:
-    """One tunable number: its default, type, allowed range and meaning."""
-
-    default: float
-    kind: type
-    lo: float
-    hi: float
-    unit: str
-    help: str
-    open_lo: bool = False  # True when ``lo`` itself is not allowed
-
-    def check(self, name: str, value: Any) -> float:
-        """Return ``value`` as this parameter's type, or raise ValueError."""
-        if isinstance(value, str):
-            value = _parse(name, value, self)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(
-                f"{name} must be a number ({self.range_text()}), got {value!r} "
-                f"of type {type(value).__name__}"
-            )
-        if self.kind is int and value != int(value):
-            raise ValueError(f"{name} must be a whole number ({self.range_text()}), got {value!r}")
-        too_low = value <= self.lo if self.open_lo else value < self.lo
-        if too_low or value > self.hi or value != value:
-            raise ValueError(f"{name}={value!r} is out of range; allowed: {self.range_text()}")
-        return self.kind(value)
-
-    def range_text(self) -> str:
-        left = "(" if self.open_lo else "["
-        unit = f" {self.unit}" if self.unit else ""
-        return f"{left}{_num(self.lo)}, {_num(self.hi)}]{unit}"
-
-
-def _num(x: float) -> str:
-    return f"{x:g}" if isinstance(x, float) else str(x)
-
-
-def _parse(name: str, text: str, param: Param) -> float:
-    try:
-        return int(text) if param.kind is int else float(text)
-    except ValueError:
-        raise ValueError(
-            f"{name}={text!r} is not a number; allowed: {param.range_text()}"
-        ) from None
-
-
-_H = 24 * 30  # a month: the longest a run or window may last, in hours
-PARAMS: dict[str, Param] = {
-    "citizens.per_hour": Param(ida.CITIZENS_PER_HOUR, float, 0, 1e6, "requests/h",
-                               "requests per hour when the day profile is 1.0"),
-    "citizens.surge": Param(ida.SURGE, float, 1, 50, "x",
-                            "requests multiply by this right after landfall"),
-    "citizens.surge_hours": Param(ida.SURGE_HOURS, float, 0, _H, "h",
-                                  "the surge decays by a factor e in this time", True),
-    "landfall.at_h": Param(ida.LANDFALL_H, float, 0, _H, "h",
-                           "hours after the start when the storm makes landfall"),
-    "hlt.workers": Param(ida.HLT_WORKERS, int, 1, 100_000, "",
-                         "HMS-HLT case workers checking records in parallel"),
-    "hlt.service_s": Param(ida.HLT_SERVICE_S, float, 0, 3600, "s",
-                           "mean time to check one record", True),
-    "hlt.evacuated": Param(ida.HLT_EVACUATED, float, 0, 1, "",
-                           "share of citizens with a medical evacuation on record"),
-    "hlt.error_rate": Param(ida.HLT_ERROR_RATE, float, 0, 1, "",
-                            "share of checks where the records system fails"),
-    "ach.amount": Param(ida.ACH_AMOUNT, int, 1, 1_000_000, "$", "dollars per approved request"),
-    "ach.timeout_s": Param(ida.ACH_TIMEOUT_S, float, 0, 3600, "s",
-                           "how long ACH waits for one bank call", True),
-    "ach.retries": Param(ida.ACH_RETRIES, int, 0, 10, "", "extra attempts after a failed one"),
-    "ach.backoff_s": Param(ida.ACH_BACKOFF_S, float, 0, 3600, "s",
-                           "wait before the first retry; doubles each time"),
-    "bank.lines": Param(ida.BANK_LINES, int, 1, 100_000, "",
-                        "concurrent connections the bank accepts"),
-    "bank.latency_s": Param(ida.BANK_LATENCY_S, float, 0, 600, "s",
-                            "median bank response time", True),
-    "bank.latency_sigma": Param(ida.BANK_LATENCY_SIGMA, float, 0, 3, "",
-                                "spread of the log-normal latency"),
-    "bank.failure_rate": Param(ida.BANK_FAILURE_RATE, float, 0, 1, "",
-                               "share of bank calls answered with HTTP 500"),
-    "slowdown.start_h": Param(14, float, 0, _H, "h", "when the bank slows down"),
-    "slowdown.hours": Param(0, float, 0, _H, "h", "how long it stays slow (0: never)"),
-    "slowdown.factor": Param(ida.SLOWDOWN_FACTOR, float, 1, 1000, "x",
-                             "latency multiplies by this while slow"),
-    "outage.start_h": Param(14, float, 0, _H, "h", "when the bank goes down"),
-    "outage.hours": Param(0, float, 0, _H, "h", "how long it stays down (0: never)"),
-    "monitor.threshold": Param(5, int, 1, 10_000, "errors",
-                               "the error-storm rule fires at this many *.error events ..."),
-    "monitor.window": Param(60, float, 0, 86_400, "s", "... within this sliding window", True),
-    "monitor.keep_firing_s": Param(300, float, 0, 86_400, "s",
-                                   "an alert resolves only after its condition is clear this long"),
-    "monitor.absence_s": Param(600, float, 0, 86_400, "s",
-                               "alert when no payment was sent for this long (0: off)"),
-    "monitor.latency_p95_s": Param(10, float, 0, 3600, "s",
-                                   "alert when the bank's p95 latency exceeds this (0: off)"),
-    "monitor.failure_ratio": Param(0.2, float, 0, 1, "",
-                                   "alert when this share of payments fails (0: off)"),
-    "score.grace_s": Param(900, float, 0, 86_400, "s",
-                           "an alert up to this long after an incident still counts as true"),
-    "load.scale": Param(1, float, 0, 100, "x",
-                        "multiplies arrivals, HLT workers and bank lines (for big runs)", True),
-}  # fmt: skip
-"""Every parameter of the Ida day, by dotted name."""
+def _scan() -> tuple[dict[str, str], dict[str, str]]:
+    good, broken = {}, {}
+    for path in sorted(SCENARIO_DIR.glob("*.json")):
+        try:
+            good[path.stem] = Scenario.from_file(path).description
+        except ValueError as exc:
+            broken[path.stem] = str(exc)
+    return good, broken
 
 
 def scenarios() -> dict[str, str]:
-    """The stored scenarios, name -> one-line description."""
-    return {path.stem: _read(path).get("description", "") for path in _files()}
+    """The stored scenarios that load, name -> one-line description
+    (:func:`broken_scenarios` names the ones that do not)."""
+    return _scan()[0]
 
 
-def _files() -> list[Path]:
-    return sorted(HERE.glob("*.json"))
-
-
-def _read(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"scenario file {path} is not valid JSON: {exc}") from None
-
-
-def _flatten(tree: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            yield from _flatten(value, name + ".")
-        else:
-            yield name, value
+def broken_scenarios() -> dict[str, str]:
+    """Stored scenario files that cannot be loaded, name -> what is wrong."""
+    return _scan()[1]
 
 
 class Scenario(Mapping):
     """A named, validated set of parameters: read it like a dict.
 
+    :param name: what reports call it.
+    :param params: dotted names to values, e.g. ``{"outage.start_h": 3}``;
+        every other parameter keeps its default.
+    :param description: one line for people.
+    :param incidents: incidents as a scenario file lists them, e.g.
+        ``[{"kind": "flood", "start_h": 9, "hours": 1}]``.
+
     >>> s = Scenario.load("bank_outage").override({"monitor.threshold": 3})
-    >>> s["monitor.threshold"]
-    3
+    >>> s["monitor.threshold"], s.changed
+    (3, {'monitor.threshold': 3})
     """
 
-    def __init__(self, name: str, params: Mapping[str, Any] | None = None, description: str = ""):
+    def __init__(
+        self,
+        name: str,
+        params: Mapping[str, Any] | None = None,
+        description: str = "",
+        incidents: list | None = None,
+    ) -> None:
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"a scenario's name must be text such as 'night_outage', got {name!r}")
+        where = f"scenario {name!r}"
+        given = dict(params or {})
+        if incidents is not None:
+            listed = from_list(incidents, where)
+            twice = sorted(set(listed) & set(given))
+            if twice:
+                raise ValueError(f"{where} sets {twice[0]} both in its incidents and directly")
+            given.update(listed)
         self.name = name
         self.description = description
-        values = {k: p.default for k, p in PARAMS.items()}
-        values.update(_checked(params or {}, f"scenario {name!r}"))
+        values: dict[str, Any] = {k: p.default for k, p in PARAMS.items()}
+        for kind in KINDS:
+            values.update({slot_name(kind, 1, f): p.default for f, p in fields_of(kind).items()})
+        values.update(_checked(given, where))
         self._values = values
+        self.incidents: list[Incident] = from_values(values)
+        """The incidents this scenario schedules, in start order."""
         self.changed: dict[str, Any] = {}
         """The overrides applied on top of the stored scenario."""
 
     @classmethod
-    def load(cls, name: str | Scenario) -> Scenario:
-        """The stored scenario called ``name`` (see :func:`scenarios`)."""
+    def load(cls, name: str | Path | Scenario) -> Scenario:
+        """A stored scenario by name (see :func:`scenarios`), or a scenario file by path."""
         if isinstance(name, Scenario):
             return name
+        if isinstance(name, Path):
+            return cls.from_file(name)
         if not isinstance(name, str):
-            raise TypeError(f"scenario must be a name such as 'calm', got {name!r}")
-        path = HERE / f"{name}.json"
+            raise TypeError(f"scenario must be a name such as 'calm' or a path, got {name!r}")
+        if name.endswith(".json") or "/" in name or "\\" in name:
+            return cls.from_file(Path(name))
+        path = SCENARIO_DIR / f"{name}.json"
         if not path.is_file():
-            raise ValueError(f"unknown scenario {name!r}; choose one of: {', '.join(scenarios())}")
-        raw = _read(path)
+            good, broken = _scan()
+            note = f" (unreadable: {', '.join(f'{n}.json' for n in broken)})" if broken else ""
+            raise ValueError(
+                f"unknown scenario {name!r}; choose one of: {', '.join(good)}{note}, "
+                f"or give a file's path"
+            )
+        return cls.from_file(path)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> Scenario:
+        """The scenario stored in the JSON file at ``path``; its name is the file's stem."""
+        path = Path(path).expanduser()
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ValueError(f"no scenario file {str(path)!r}") from None
+        except IsADirectoryError:
+            raise ValueError(f"{str(path)!r} is a folder, not a scenario file") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"cannot read scenario file {str(path)!r}: {exc}") from None
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"scenario file {path.name} is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise ValueError(f"scenario file {path.name} is nested too deeply") from None
+        if not isinstance(raw, dict):
+            raise ValueError(
+                f"scenario file {path.name} must hold a JSON object such as "
+                f'{{"description": "...", "incidents": [...]}}, not a {type(raw).__name__}'
+            )
         description = raw.pop("description", "")
-        return cls(name, dict(_flatten(raw)), description)
+        if not isinstance(description, str):
+            raise ValueError(f"scenario file {path.name}: description must be text")
+        incidents = raw.pop("incidents", None)
+        try:
+            params = dict(_flatten(raw))
+        except RecursionError:
+            raise ValueError(f"scenario file {path.name} is nested too deeply") from None
+        try:
+            return cls(path.stem, params, description, incidents)
+        except ValueError as exc:
+            raise ValueError(f"scenario file {path.name}: {exc}") from None
 
     def override(self, changes: Mapping[str, Any] | None = None, **kw: Any) -> Scenario:
         """A copy with some parameters changed; ``monitor__threshold=3`` is
         accepted for ``monitor.threshold=3``."""
-        merged = dict(changes or {})
-        merged.update({k.replace("__", "."): v for k, v in kw.items()})
+        if changes is not None and not isinstance(changes, Mapping):
+            raise TypeError(f"overrides must be a dict of names to values, got {changes!r}")
+        merged: dict[str, Any] = {}
+        for key, value in [*(changes or {}).items(), *kw.items()]:
+            canonical = lookup(key.replace("__", "."))[0] if isinstance(key, str) else key
+            if canonical in merged:
+                raise ValueError(f"{canonical} is given twice; give it once")
+            merged[canonical] = value
         if not merged:
             return self
         new = Scenario(self.name, {**self._values, **merged}, self.description)
@@ -200,6 +169,8 @@ class Scenario(Mapping):
         return new
 
     def __getitem__(self, key: str) -> Any:
+        if key not in self._values and isinstance(key, str) and parse_slot(key):
+            return fields_of(parse_slot(key)[0])[parse_slot(key)[2]].default
         return self._values[key]
 
     def __iter__(self) -> Iterator[str]:
@@ -212,22 +183,65 @@ class Scenario(Mapping):
         extra = "".join(f", {k}={v!r}" for k, v in self.changed.items())
         return f"Scenario({self.name!r}{extra})"
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (self.name, self._values, self.description, self.changed))
+
+    def changed_text(self) -> str:
+        """The overrides as ``name=value`` pairs, or ``""``."""
+        return ", ".join(f"{k}={_num(v)}" for k, v in self.changed.items())
+
     def table(self) -> str:
-        """Every parameter with its value, range and meaning, as text."""
-        rows = [
-            f"{k:<22} {_num(v):>10}  {PARAMS[k].range_text():<24} {PARAMS[k].help}"
-            for k, v in self._values.items()
-        ]
+        """Every parameter with its value, range and meaning, then the scheduled incidents."""
+        rows = [_row(k, self._values[k], PARAMS[k]) for k in PARAMS]
+        rows += ["", "incidents (kind: " + ", ".join(KINDS) + "):"]
+        for inc in self.incidents:
+            for fld, spec in fields_of(inc.kind).items():
+                name = slot_name(inc.kind, inc.n, fld)
+                rows.append(_row(name, self._values[name], spec))
+        if not self.incidents:
+            rows.append("  (none; add one with e.g. --set outage.hours=1.5)")
         return "\n".join(rows)
+
+    def to_dict(self) -> dict[str, Any]:
+        """This scenario as a scenario file holds it (only what differs from the defaults)."""
+        out: dict[str, Any] = {"description": self.description}
+        for key, spec in PARAMS.items():
+            if self._values[key] != spec.default:
+                head, tail = key.split(".", 1)
+                out.setdefault(head, {})[tail] = self._values[key]
+        out["incidents"] = [i.to_dict() for i in self.incidents]
+        return out
+
+
+def _rebuild(name: str, values: dict, description: str, changed: dict) -> Scenario:
+    sc = Scenario(name, values, description)
+    sc.changed = dict(changed)
+    return sc
+
+
+def _row(name: str, value: Any, spec: Any) -> str:
+    return f"{name:<22} {_num(value):>10}  {spec.range_text():<26} {spec.help}"
+
+
+def _num(x: Any) -> str:
+    return f"{x:g}" if isinstance(x, float) else str(x)
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            yield from _flatten(value, name + ".")
+        else:
+            yield name, value
 
 
 def _checked(params: Mapping[str, Any], where: str) -> dict[str, Any]:
-    out = {}
+    out: dict[str, Any] = {}
     for name, value in params.items():
-        spec = PARAMS.get(name)
-        if spec is None:
-            raise ValueError(
-                f"unknown parameter {name!r} in {where}; valid names: {', '.join(PARAMS)}"
-            )
-        out[name] = spec.check(name, value)
+        try:
+            canonical, spec = lookup(name)
+        except ValueError as exc:
+            raise ValueError(f"{exc} (in {where})") from None
+        out[canonical] = spec.check(canonical, value)
     return out

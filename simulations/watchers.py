@@ -17,6 +17,8 @@ __all__ = ["Dashboard", "Pager", "AuditLedger", "monitor_rules"]
 LATENCY_WINDOW_S = 300  # s over which the bank's p95 latency is measured
 FAILURE_WINDOW_S = 600  # s over which the share of failed payments is measured
 FAILURE_MIN_PAYMENTS = 10  # payments in that window before the share means anything
+HLT_WAIT_WINDOW_S = 300  # s over which the p95 wait for HMS-HLT is measured
+REJECTED_WINDOW_S = 60  # s over which HMS-HLT's rejections are counted
 
 
 class Dashboard:
@@ -25,7 +27,6 @@ class Dashboard:
     def __init__(self, bus: Bus) -> None:
         self.requests = self.approved = self.denied = self.sent = self.failed = 0
         self.dollars = 0
-        self.latencies: list[float] = []
         self.snapshots: list[dict[str, float]] = []
         bus.subscribe("portal.request", self._request, name="dashboard")
         bus.subscribe("hlt.checked", self._checked, name="dashboard")
@@ -44,7 +45,6 @@ class Dashboard:
         if ev.topic == "payments.sent":
             self.sent += 1
             self.dollars += ev.data["amount"]
-            self.latencies.append(ev.data["latency_ms"])
         elif ev.topic == "payments.failed":
             self.failed += 1
 
@@ -92,8 +92,9 @@ class AuditLedger:
 
 def monitor_rules(p: Mapping[str, Any]) -> list:
     """The monitor's rules for a run: the chapter's error storm (its count and
-    window set by ``monitor.threshold`` and ``monitor.window``), and three that
-    watch the payments themselves (each off when its parameter is 0)."""
+    window set by ``monitor.threshold`` and ``monitor.window``), three that
+    watch the payments themselves and two that watch HMS-HLT's queue (each
+    off when its parameter is 0)."""
     from hms_bus.monitor import absence, frequency, ratio, threshold
 
     keep = {"keep_firing_for": p["monitor.keep_firing_s"]}
@@ -134,4 +135,30 @@ def monitor_rules(p: Mapping[str, Any]) -> list:
                 **keep,
             )
         )
+    if p["monitor.hlt_wait_p95_s"] > 0:
+        rules.append(
+            threshold(
+                "hlt_backlog",
+                "hlt.checked",
+                field="wait_ms",
+                agg="p95",
+                above=p["monitor.hlt_wait_p95_s"] * 1000,
+                window=HLT_WAIT_WINDOW_S,
+                **keep,
+            )
+        )
+    if p["monitor.rejected_count"] > 0:
+        rules.append(
+            frequency(
+                "requests_rejected",
+                "hlt.rejected",
+                count=p["monitor.rejected_count"],
+                window=REJECTED_WINDOW_S,
+                **keep,
+            )
+        )
     return rules
+
+
+MONITOR_PREFIX = "monitor."
+"""Parameters under this prefix change only the rules above, never the simulated events."""

@@ -12,7 +12,7 @@ import pytest
 import hms_bus
 from simulations import Result, Scenario, run
 from simulations.ida import BRIDGE_PING_S, START
-from simulations.results import SUMMARY_KEYS
+from simulations.results import EVENT_COLUMNS, OUTPUT_FILES, SUMMARY_KEYS
 
 EARLY_OUTAGE = {"outage.start_h": 1, "outage.hours": 0.5}
 OUT_S = (3600.0, 5400.0)  # the early outage, in seconds since the start
@@ -58,14 +58,24 @@ def test_every_event_carries_its_simulated_time(outage):
     assert ev["id"].is_unique
 
 
-def test_events_have_one_row_per_event_with_flattened_data(outage):
+def test_events_have_a_fixed_column_set_whatever_the_scenario(outage):
     ev = outage.events
     assert len(ev) == outage.summary["events"] == len(outage.ledger)
-    assert list(ev.columns[:6]) == ["ts", "time", "hour", "topic", "src", "id"]
-    sent = ev[ev.topic == "payments.sent"]
+    assert tuple(ev.columns) == EVENT_COLUMNS
+    calm = run("calm", seed=1, hours=0.2)
+    assert tuple(calm.events.columns) == EVENT_COLUMNS
+    assert ev["data"].iloc[1] == {"citizen": "CIT-000001", "amount": 1000}
+    assert ev["time"].dtype == float and ev["hour"].dtype == float
+
+
+def test_select_spreads_a_topics_data_into_columns(outage):
+    sent = outage.select("payments.sent")
+    assert len(sent) == outage.summary["payments_sent"]
     assert (sent["amount"] == 1000).all()
     assert sent["citizen"].str.startswith("CIT-").all()
-    assert str(sent["latency_ms"].dtype) == "Int64"
+    both = outage.select("payments.*")
+    assert set(both["topic"]) == {"payments.sent", "payments.failed"}
+    assert "reason" in both.columns and "data" not in both.columns
 
 
 def test_dashboard_counters_agree_with_the_event_log(outage):
@@ -74,32 +84,41 @@ def test_dashboard_counters_agree_with_the_event_log(outage):
     assert s["requests"] == topics["portal.request"]
     assert s["payments_sent"] == topics["payments.sent"]
     assert s["payments_failed"] == topics["payments.failed"]
-    assert s["dollars_disbursed"] == ev.loc[ev.topic == "payments.sent", "amount"].sum()
-    checked = ev[ev.topic == "hlt.checked"]
+    assert s["dollars_disbursed"] == outage.select("payments.sent")["amount"].sum()
+    checked = outage.select("hlt.checked")
     assert s["approved"] == (checked["outcome"] == "evacuated").sum()
     last = outage.dashboard.iloc[-1]
     assert last["payments_sent"] == s["payments_sent"]
+    assert last["approved"] == s["approved"] and last["dollars"] == s["dollars_disbursed"]
     assert outage.dashboard["hour"].is_monotonic_increasing
 
 
 def test_payment_latency_percentiles_come_from_sent_payments(outage):
-    lat = outage.events.loc[outage.events.topic == "payments.sent", "latency_ms"] / 1000
+    lat = outage.select("payments.sent")["latency_ms"] / 1000
     assert outage.summary["payment_p50_s"] == pytest.approx(lat.quantile(0.5), abs=1e-3)
     assert outage.summary["payment_p95_s"] == pytest.approx(lat.quantile(0.95), abs=1e-3)
 
 
 def test_every_approved_request_is_paid_or_failed_once(outage):
-    ev = outage.events
-    initiated = set(ev.loc[ev.topic == "ach.initiated", "payment"])
-    done = ev.loc[ev.topic.isin(["payments.sent", "payments.failed"]), "payment"]
+    initiated = set(outage.select("ach.initiated")["payment"])
+    done = outage.select("payments.*")["payment"]
     assert done.is_unique
     assert set(done) <= initiated
     assert len(initiated) - len(done) == outage.in_flight_payments
 
 
+def test_payments_still_in_flight_at_the_end_are_counted_and_explained():
+    """Stopping while the bank's link is cut leaves calls hanging: the summary
+    counts those payments, so sent + failed + in flight adds up to approved."""
+    r = run("calm", seed=7, hours=1.2, **{"link_drop.start_h": 1, "link_drop.hours": 0.5})
+    s = r.summary
+    assert s["payments_in_flight"] == r.in_flight_payments > 0
+    assert s["payments_sent"] + s["payments_failed"] + s["payments_in_flight"] == s["approved"]
+    assert "still in flight when the run ended" in r.report()
+
+
 def test_the_bank_refuses_every_call_made_during_the_outage(outage):
-    ev = outage.events
-    bank = ev[ev.topic.isin(["bank.response", "bank.error"])]
+    bank = outage.select("bank.*")
     called = bank["hour"] * 3600 - bank["latency_ms"].astype(float) / 1000
     during = bank[(called >= OUT_S[0] - 1e-6) & (called < OUT_S[1])]
     assert len(during) > 0
@@ -121,6 +140,7 @@ def test_the_outage_is_detected_and_paged(outage):
     s = outage.summary
     assert s["incident"] == "bank outage 1h-1.5h"
     assert s["detected_by"] == "error_storm"
+    assert (s["incidents"], s["detected"]) == (1, 1)
     first = outage.alerts[outage.alerts.state == "firing"].iloc[0]
     assert s["time_to_detect_s"] == pytest.approx(first["hour"] * 3600 - OUT_S[0], abs=1e-3)
     assert 0 < s["time_to_detect_s"] < 600
@@ -158,6 +178,7 @@ def test_a_lower_threshold_detects_no_later(outage):
 def test_alerts_outside_any_incident_count_as_false():
     r = run("calm", seed=3, hours=1, **{"bank.failure_rate": 0.6, "monitor.threshold": 3})
     assert r.summary["incident"] is None and r.summary["time_to_detect_s"] is None
+    assert r.summary["incidents"] == 0 and len(r.incidents) == 0
     assert r.summary["alerts_fired"] > 0
     assert r.summary["false_alerts"] == r.summary["alerts_fired"] == len(r.spans)
     assert not r.spans["true_alert"].any()
@@ -173,10 +194,9 @@ def test_a_bank_slowdown_stretches_latency_and_trips_the_latency_rule():
     r = run("bank_slowdown", seed=7, hours=2, **{"slowdown.start_h": 1, "slowdown.hours": 0.5})
     assert r.summary["payment_p95_s"] > 10
     assert r.summary["detected_by"] == "bank_slow"
-    timeouts = r.events[(r.events.topic == "ach.error") & (r.events.reason == "timeout")]
-    assert len(timeouts) > 0
-    degraded = r.events[r.events.topic.str.startswith("bank.")]
-    assert degraded["latency_ms"].max() > 10_000
+    timeouts = r.select("ach.error")
+    assert len(timeouts) > 0 and (timeouts["reason"] == "timeout").all()
+    assert r.select("bank.*")["latency_ms"].max() > 10_000
 
 
 def test_the_surge_after_landfall_raises_requests_and_hlt_can_degrade():
@@ -184,7 +204,8 @@ def test_the_surge_after_landfall_raises_requests_and_hlt_can_degrade():
         "landfall_surge",
         seed=7,
         hours=3,
-        **{"landfall.at_h": 1, "hlt.workers": 1, "hlt.service_s": 5, "citizens.surge": 6},
+        **{"landfall.at_h": 1, "understaffed.start_h": 1, "understaffed.workers": 1,
+           "hlt.service_s": 5, "citizens.surge": 6},
     )
     per_hour = r.events[r.events.topic == "portal.request"].groupby(r.events.hour // 1).size()
     assert per_hour.loc[1] > 3 * per_hour.loc[0]
@@ -210,15 +231,41 @@ def pyplot():
         plt.close(num)
 
 
-def test_plot_rates_shades_alerts_and_marks_the_outage(outage, pyplot):
+def test_plot_rates_has_a_payments_panel_and_one_panel_per_busy_family(outage, pyplot):
     fig = outage.plot_rates()
-    ax = fig.axes[0]
-    labels = [line.get_label() for line in ax.get_lines()]
-    assert {"payments", "portal", "bank"} <= set(labels)
-    spans = len(outage.spans) + len(outage.incidents)
-    assert len(ax.patches) == spans
-    legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert "bank outage" in legend and "alert firing" in legend
+    titles = [ax.get_title(loc="left") for ax in fig.axes]
+    assert titles[0].startswith("The governor's view: payments sent and failed")
+    for fam in ("portal", "hlt", "ach", "bank"):
+        assert any(t.startswith(f"{fam}.*") for t in titles), titles
+    pay = fig.axes[0]
+    assert [line.get_label() for line in pay.get_lines()] == ["payments sent", "payments failed"]
+    legend = [t.get_text() for t in pay.get_legend().get_texts()]
+    assert "bank outage" in legend and "true alert" in legend
+    assert "seed 7" in fig._suptitle.get_text()
+    assert "changed: outage.start_h=1, outage.hours=0.5" in fig._suptitle.get_text()
+
+
+def test_family_colours_are_fixed_whatever_else_is_drawn(outage, pyplot):
+    """The same family has the same colour in every run and view."""
+    from simulations.plots import FAMILY_COLOURS
+
+    fig, ax = pyplot.subplots()
+    outage.plot_rates(ax=ax)
+    calm = run("calm", seed=2, hours=1)
+    fig2, ax2 = pyplot.subplots()
+    calm.plot_rates(ax=ax2)
+    for axes in (ax, ax2):
+        for line in axes.get_lines():
+            assert line.get_color() == FAMILY_COLOURS[line.get_label()]
+
+
+def test_false_alerts_are_drawn_unlike_true_ones(pyplot):
+    r = run("calm", seed=3, hours=1, **{"bank.failure_rate": 0.6, "monitor.threshold": 3})
+    fig = r.plot_rates()
+    lanes = fig.axes[-1]
+    bars = [p for p in lanes.patches if p.get_hatch()]
+    assert len(bars) == r.summary["false_alerts"] > 0
+    assert all(p.get_facecolor()[3] == 0 for p in bars)  # hollow, hatched
 
 
 def test_plot_rates_without_ax_makes_a_figure_pyplot_can_show(outage, pyplot):
@@ -234,21 +281,23 @@ def test_plot_rates_draws_on_the_axes_it_is_given(outage, pyplot):
     assert outage.plot_rates(ax=right) is fig
     assert right.get_lines() and not left.get_lines()
     assert pyplot.get_fignums() == open_before  # no extra figure
+    labels = {line.get_label() for line in right.get_lines()}
+    assert {"payments", "portal", "bank"} <= labels
 
 
 def test_save_writes_the_report_files(outage, tmp_path, pyplot):
     open_before = pyplot.get_fignums()
     paths = outage.save(tmp_path / "out")
     assert pyplot.get_fignums() == open_before  # saving leaves no figure open
-    assert sorted(p.name for p in paths.values()) == sorted(
-        ["events.csv", "alerts.csv", "dashboard.csv", "summary.json", "rates.png"]
-    )
-    assert len(pd.read_csv(paths["events"])) == len(outage.events)
+    assert sorted(p.name for p in paths.values()) == sorted(OUTPUT_FILES)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(OUTPUT_FILES)
+    back = pd.read_csv(paths["events"])
+    assert tuple(back.columns) == EVENT_COLUMNS and len(back) == len(outage.events)
     assert paths["plot"].read_bytes()[:4] == b"\x89PNG"
 
 
 def test_scenario_objects_and_double_underscore_overrides_work():
-    sc = Scenario.load("bank_outage").override(monitor__threshold=3)
+    sc = Scenario.load("bank_outage").override(monitor__threshold=3, outage__start_h=0.25)
     r = run(sc, seed=7, hours=0.5)
     assert r.scenario["monitor.threshold"] == 3
     assert "monitor.threshold=3" in repr(sc)
@@ -277,3 +326,15 @@ def test_a_failing_listener_is_counted_not_hidden(monkeypatch):
     r = run("calm", seed=7, hours=0.5)
     assert r.summary["subscriber_errors"] == (r.events.topic == "portal.request").sum() > 0
     assert r.summary["payments_sent"] > 0  # the rest of the day went on
+
+
+def test_a_runs_bus_and_simpy_garbage_are_freed_when_it_returns():
+    """Repeated runs in a loop or a notebook keep a flat memory: the closed bus
+    (with its retained events) is gone as soon as run() returns, without
+    anyone calling gc.collect()."""
+    import weakref
+
+    seen = []
+    result = run("calm", seed=1, hours=0.5, listeners=[lambda bus: seen.append(weakref.ref(bus))])
+    assert result.summary["events"] > 0
+    assert seen[0]() is None

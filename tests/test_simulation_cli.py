@@ -1,12 +1,9 @@
 """Scenarios, parameter checks, the sweep and the command line, with a golden output.
 
 The golden file ``simulations/ida.out`` is what ``GOLDEN_ARGS`` prints, as
-SimPy keeps ``carwash.out`` beside ``carwash.py``. When the model changes on
-purpose, regenerate it and review the diff::
-
-    python -m simulations run bank_outage --seed 7 --hours 2 \\
-        --set outage.start_h=1 --set outage.hours=0.5 --events 12 --no-save \\
-        > simulations/ida.out
+SimPy keeps ``carwash.out`` beside ``carwash.py``. When the model or the
+monitor changes on purpose, regenerate it with ``make golden`` and review
+the diff.
 """
 
 from __future__ import annotations
@@ -18,17 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from simulations import PARAMS, Scenario, run, scenarios, sweep
+from simulations import PARAMS, Scenario, golden, run, scenarios, sweep
 from simulations.__main__ import main
 from simulations.runner import progress_bar
 from simulations.sweep import parse_seeds, parse_setting
 
 ROOT = Path(__file__).resolve().parents[1]
-GOLDEN = ROOT / "simulations" / "ida.out"
-GOLDEN_ARGS = [
-    "run", "bank_outage", "--seed", "7", "--hours", "2",
-    "--set", "outage.start_h=1", "--set", "outage.hours=0.5", "--events", "12", "--no-save",
-]  # fmt: skip
+GOLDEN = golden.PATH
+GOLDEN_ARGS = golden.ARGS
 SHORT = {"outage.start_h": 1, "outage.hours": 0.5}
 
 
@@ -181,7 +175,7 @@ def test_run_with_no_arguments_runs_the_default_scenario(monkeypatch, capsys):
 
     monkeypatch.setattr(cli, "run", fake_run)
     assert main(["run"]) == 2
-    assert seen["scenario"] == "bank_outage" and seen["seed"] == 7 and seen["hours"] == 24
+    assert seen["scenario"].name == "bank_outage" and seen["seed"] == 7 and seen["hours"] == 24
     assert "error: stop here" in capsys.readouterr().err
 
 
@@ -211,6 +205,16 @@ def test_cli_lists_scenarios_and_parameters(capsys):
     out = capsys.readouterr().out
     assert "bank_outage" in out and "(default)" in out
     assert "monitor.threshold" in out and "[1, 10000] errors" in out
+    assert "Parameters (defaults):" in out and "(none; add one with" in out
+
+
+def test_cli_shows_a_named_scenarios_own_values(capsys):
+    assert main(["scenarios", "--params", "bad_day"]) == 0
+    out = capsys.readouterr().out
+    assert "Parameters of bad_day:" in out
+    assert "outage.2.start_h" in out and "flood.per_hour" in out
+    line = next(x for x in out.splitlines() if x.startswith("flood.per_hour"))
+    assert "8000" in line
 
 
 def test_progress_bar_is_off_when_stderr_is_not_a_terminal_or_when_asked():
@@ -239,3 +243,240 @@ def test_the_progress_bar_counts_simulated_hours(monkeypatch):
     runner.run("calm", hours=1.5)
     assert bars[0].n == pytest.approx(1.5)
     assert "1.5/1.5 simulated h" in stream.getvalue()
+
+
+# -- bad input: one line, exit code, no traceback, nothing half-written -------------
+
+
+def fails(argv, capsys, code=2):
+    """Run the CLI; assert it failed with ``code`` and one line on stderr; return that line."""
+    assert main(argv) == code
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: ") and "Traceback" not in out + err
+    return lines[0]
+
+
+@pytest.fixture
+def no_run(monkeypatch):
+    """Fail the test if the CLI starts simulating."""
+    import simulations.__main__ as cli
+
+    def never(*a, **kw):
+        raise AssertionError("the CLI simulated before finding the mistake")
+
+    monkeypatch.setattr(cli, "run", never)
+    monkeypatch.setattr(cli, "sweep", never)
+
+
+@pytest.mark.parametrize("command", ["run", "sweep"])
+def test_out_that_is_a_file_is_refused_before_simulating(command, tmp_path, capsys, no_run):
+    target = tmp_path / "report.txt"
+    target.write_text("keep me")
+    line = fails([command, "calm", "--hours", "1", "--out", str(target)], capsys)
+    assert "is a file" in line
+    assert target.read_text() == "keep me"
+
+
+@pytest.mark.parametrize("command", ["run", "sweep"])
+def test_out_that_cannot_be_made_is_refused_before_simulating(command, tmp_path, capsys, no_run):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    line = fails([command, "calm", "--hours", "1", "--out", str(blocker / "out")], capsys)
+    assert "cannot make output folder" in line and "is a file" in line
+
+
+def test_out_where_the_system_refuses_writes_is_refused(capsys, no_run):
+    line = fails(["run", "calm", "--hours", "1", "--out", "/proc/hms-report"], capsys)
+    assert line.startswith("error: cannot write to '/proc/hms-report'")
+
+
+def test_a_folder_named_like_an_output_file_is_refused_and_nothing_written(
+    tmp_path, capsys, no_run
+):
+    (tmp_path / "out" / "events.csv").mkdir(parents=True)
+    line = fails(["run", "calm", "--hours", "1", "--out", str(tmp_path / "out")], capsys)
+    assert "events.csv' is a folder" in line
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["events.csv"]
+
+
+def test_a_write_that_fails_after_the_run_leaves_no_half_written_folder(
+    tmp_path, capsys, monkeypatch
+):
+    """The report is printed, the error is one line (exit 1), and the folder the
+    CLI was about to make does not exist: no temporary or partial files."""
+    import simulations.results as results
+
+    def broken(events, path):
+        path.write_text("partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(results, "write_events_csv", broken)
+    out = tmp_path / "new" / "out"
+    line = fails(["run", "calm", "--hours", "0.5", "--out", str(out), "--no-progress"], capsys, 1)
+    assert "No space left on device" in line
+    assert not out.exists()
+
+
+def test_an_existing_report_survives_a_failed_rewrite(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "out"
+    assert main(["run", "calm", "--hours", "0.5", "--out", str(out), "--no-progress"]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    capsys.readouterr()
+    import simulations.results as results
+
+    monkeypatch.setattr(results, "write_events_csv", lambda e, p: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        main(["run", "calm", "--hours", "0.7", "--out", str(out), "--no-progress"])
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+@pytest.fixture
+def shelf(tmp_path, monkeypatch):
+    """A scenarios folder with two good files and the broken ones given."""
+    import simulations.scenario as scenario
+
+    monkeypatch.setattr(scenario, "SCENARIO_DIR", tmp_path)
+    (tmp_path / "calm.json").write_text('{"description": "calm", "citizens": {"surge": 1}}')
+    (tmp_path / "quiet.json").write_text('{"description": "quiet"}')
+    (tmp_path / "broken.json").write_text('{"description": "oops", ')
+    (tmp_path / "listed.json").write_text('[{"kind": "outage"}]')
+    return tmp_path
+
+
+def test_a_broken_scenario_file_does_not_hide_the_others(shelf, capsys):
+    assert main(["scenarios"]) == 0
+    out, err = capsys.readouterr()
+    assert "calm" in out and "quiet" in out and "broken" not in out
+    warned = err.strip().splitlines()
+    assert len(warned) == 2
+    assert warned[0].startswith("warning: broken.json is skipped: scenario file broken.json")
+    assert "is not valid JSON" in warned[0]
+    assert "listed.json is skipped" in warned[1]
+
+
+def test_an_unknown_scenario_is_named_even_beside_a_broken_file(shelf, capsys, no_run):
+    line = fails(["run", "nosuch", "--no-save"], capsys)
+    assert line.startswith("error: unknown scenario 'nosuch'; choose one of: calm, quiet")
+    assert "unreadable: broken.json, listed.json" in line
+
+
+def test_a_broken_scenario_file_is_reported_by_name(shelf, capsys, no_run):
+    line = fails(["run", "broken", "--no-save"], capsys)
+    assert "scenario file broken.json is not valid JSON" in line
+
+
+def test_a_scenario_file_nested_a_thousand_deep_is_refused(tmp_path, capsys, no_run):
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"a": ' * 5000 + "1" + "}" * 5000)
+    assert "deep.json is nested too deeply" in fails(["run", str(deep), "--no-save"], capsys)
+    deep.write_text('{"a": ' * 900 + "1" + "}" * 900)
+    assert "unknown parameter 'a.a.a" in fails(["run", str(deep), "--no-save"], capsys)
+
+
+def test_a_scenario_file_holding_a_list_is_refused(shelf, capsys, no_run):
+    line = fails(["run", "listed", "--no-save"], capsys)
+    assert "listed.json must hold a JSON object" in line and "not a list" in line
+
+
+def test_negative_events_are_refused(capsys, no_run):
+    assert "--events must be 0 or more, got -3" in fails(
+        ["run", "calm", "--events", "-3", "--no-save"], capsys
+    )
+
+
+@pytest.mark.parametrize("command", ["run", "sweep"])
+def test_a_parameter_set_twice_is_refused(command, capsys, no_run):
+    line = fails(
+        [command, "calm", "--set", "monitor.threshold=3", "--set", "monitor.threshold=8",
+         "--no-save"], capsys,
+    )  # fmt: skip
+    assert "monitor.threshold is set twice (3, then 8); give it once" in line
+
+
+def test_a_fraction_for_a_whole_number_says_whole_number(capsys, no_run):
+    line = fails(["run", "calm", "--set", "monitor.threshold=3.5", "--no-save"], capsys)
+    assert "monitor.threshold must be a whole number" in line and "3.5" in line
+    assert "not a number" not in line
+
+
+@pytest.mark.parametrize("command", ["run", "sweep"])
+def test_an_incident_after_the_run_ends_is_refused(command, capsys, tmp_path, no_run):
+    out = tmp_path / "out"
+    line = fails(
+        [command, "bank_outage", "--set", "outage.start_h=30", "--out", str(out)], capsys
+    )
+    assert "bank outage 30h-31.5h starts after the 24 h run ends" in line
+    assert not out.exists()
+
+
+def test_a_misspelt_parameter_gets_a_suggestion(capsys, no_run):
+    line = fails(["run", "calm", "--set", "monitor.treshold=3", "--no-save"], capsys)
+    assert "unknown parameter 'monitor.treshold'; did you mean 'monitor.threshold'" in line
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["run", "calm", "--seed", "abc"], "invalid int value: 'abc'"),
+        (["run", "calm", "--hours", "nan", "--no-save"], "hours=nan is out of range"),
+        (["run", "calm", "--set", "monitor.threshold", "--no-save"], "write NAME=VALUE"),
+        (["run", "calm", "--set", "bank.failure_rate=inf", "--no-save"], "out of range"),
+        (["sweep", "calm", "--seeds", "5-1", "--no-save"], "cannot read seeds '5-1'"),
+        (["sweep", "calm", "--workers", "0", "--no-save"], "workers must be"),
+        (["sweep", "calm", "--set", "monitor.threshold=3,3", "--no-save"], "lists 3 twice"),
+        (["backtest", "nowhere/"], "no summary.json in 'nowhere'"),
+        (["nosuchcommand"], "invalid choice: 'nosuchcommand'"),
+    ],
+)
+def test_other_bad_input_is_one_line(argv, words, capsys, monkeypatch):
+    import simulations.__main__ as cli
+
+    monkeypatch.setattr(cli, "run", lambda *a, **k: pytest.fail("simulated"))
+    assert words in fails(argv, capsys)
+
+
+def test_run_takes_a_scenario_file_by_path(tmp_path, capsys):
+    path = tmp_path / "my_day.json"
+    path.write_text(
+        '{"description": "mine", "citizens": {"surge": 1},'
+        ' "incidents": [{"kind": "link_drop", "start_h": 0.25, "hours": 0.25}]}'
+    )
+    assert main(["run", str(path), "--hours", "0.75", "--no-save", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "Hurricane Ida relief day: my_day (seed 7, 0.75 h)" in out
+    assert "partner link drop      0.25h-0.5h    detected after" in out
+
+
+def test_subprocess_errors_print_no_traceback(tmp_path):
+    """The real entry point, as an instructor types it."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    bad = tmp_path / "day.json"
+    bad.write_text("[1, 2]")
+    for argv in (["run", str(bad)], ["run", "calm", "--events", "-3"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "simulations", *argv], capture_output=True, text=True,
+            env=env, cwd=tmp_path, timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 2
+        assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+        assert not (tmp_path / "out").exists()
+
+
+def test_cli_backtest_replays_a_recorded_day_with_changed_rules(tmp_path, capsys):
+    out = tmp_path / "out"
+    base = ["--hours", "2", "--set", "outage.start_h=1", "--set", "outage.hours=0.5"]
+    assert main(["run", "bank_outage", *base, "--out", str(out), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["backtest", str(out), "--set", "monitor.threshold=3"]) == 0
+    replayed = capsys.readouterr().out
+    assert main(["run", "bank_outage", *base, "--set", "monitor.threshold=3", "--no-save",
+                 "--no-progress"]) == 0  # fmt: skip
+    fresh = capsys.readouterr().out
+    assert replayed.startswith("Backtest on recorded events: Hurricane Ida relief day: bank_outage")
+    # From the "changed:" line to the end of the alert timeline: as a fresh run.
+    head = fresh.split("\n", 1)[1].split("\nReport")[0]
+    assert replayed.split("\n", 1)[1].rstrip("\n") == head.rstrip("\n")
+    line = fails(["backtest", str(out), "--set", "bank.lines=3"], capsys)
+    assert "bank.lines changes the simulated events" in line
