@@ -6,6 +6,11 @@ alike; each figure is the median over the rounds. Ratios compare cases from
 this one run only.
 
 ``--quick`` runs fewer rounds and skips the 10-million-event memory check.
+``--baseline REV`` also times the package as it was at git revision ``REV``
+(e.g. ``main`` or a commit), in the same interleaved rounds, and prints this
+tree's speed as a ratio of it: the way to show a change is no slower. The old
+package is extracted to a temporary directory and imported under another
+name; nothing is written into the repository.
 """
 
 from __future__ import annotations
@@ -13,14 +18,20 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import gc
+import importlib.util
+import io
 import itertools
 import resource
 import statistics
 import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
 
 import blinker
 import pyee
@@ -79,8 +90,8 @@ def sink_kw(sender, **kw) -> None:
 
 
 # -- cases: each returns a function that publishes n events ---------------------
-def hms(n_subs: int, n_other: int = 0) -> Callable[[int], None]:
-    bus = Bus(src="bench", max_retained=100_000)
+def hms(n_subs: int, n_other: int = 0, bus_class: type = Bus) -> Callable[[int], None]:
+    bus = bus_class(src="bench", max_retained=100_000)
     for i in range(n_other):
         bus.subscribe(f"other{i}.x", sink, deliver="new")
     for _ in range(n_subs):
@@ -164,7 +175,41 @@ def timed(run: Callable[[int], None], n: int) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def throughput(rounds: int) -> dict[str, float]:
+def load_baseline(rev: str, into: str) -> ModuleType:
+    """The ``hms_bus`` package as it was at git revision ``rev``, as module ``hms_bus_baseline``."""
+    root = Path(__file__).resolve().parents[1]
+    archive = subprocess.run(
+        ["git", "-C", str(root), "archive", "--format=tar", rev, "hms_bus"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data")
+    package = Path(into) / "hms_bus"
+    spec = importlib.util.spec_from_file_location(
+        "hms_bus_baseline", package / "__init__.py", submodule_search_locations=[str(package)]
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["hms_bus_baseline"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+BASELINE_PAIRS = {
+    "hms_bus -> 1 subscriber": "baseline -> 1 subscriber",
+    "hms_bus, 0 subscriptions": "baseline, 0 subscriptions",
+    "hms_bus, 10,000 non-matching": "baseline, 10,000 non-matching",
+}
+"""Each case beside its baseline twin: timed back to back, in turns first."""
+
+
+def throughput(
+    rounds: int, baseline: ModuleType | None = None
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Median events/s per case, and per baseline pair the median of the
+    per-round ratios (this tree / baseline), which a noisy neighbour disturbs
+    least because the two are timed back to back."""
     cases: dict[str, tuple[Callable[[int], None], int]] = {
         "hms_bus -> 1 subscriber": (hms(1), 100_000),
         "hms_bus -> 10 subscribers": (hms(10), 50_000),
@@ -178,11 +223,26 @@ def throughput(rounds: int) -> dict[str, float]:
         "chapter stub, 10,000 non-matching": (stub(10_000), 50),
         "bare loop (dict + call)": (bare_loop(), 200_000),
     }
+    pairs = BASELINE_PAIRS if baseline is not None else {}
+    if baseline is not None:
+        cases["baseline -> 1 subscriber"] = (hms(1, bus_class=baseline.Bus), 100_000)
+        cases["baseline, 0 subscriptions"] = (hms(0, bus_class=baseline.Bus), 100_000)
+        cases["baseline, 10,000 non-matching"] = (hms(0, 10_000, baseline.Bus), 100_000)
     samples: dict[str, list[float]] = {name: [] for name in cases}
-    for _ in range(rounds):
-        for name, (run, n) in cases.items():
-            samples[name].append(timed(run, n))
-    return {name: statistics.median(v) for name, v in samples.items()}
+    for i in range(rounds):
+        for name in cases:
+            if name in pairs.values():
+                continue  # timed beside its twin
+            group = [name, pairs[name]] if name in pairs else [name]
+            for member in group if i % 2 == 0 else reversed(group):
+                run, n = cases[member]
+                samples[member].append(timed(run, n))
+    medians = {name: statistics.median(v) for name, v in samples.items()}
+    paired = {
+        name: statistics.median(a / b for a, b in zip(samples[name], samples[twin], strict=True))
+        for name, twin in pairs.items()
+    }
+    return medians, paired
 
 
 def memory_check(total: int = 10_000_000, keep: int = 1_000_000) -> tuple[float, float]:
@@ -208,9 +268,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds, no memory check")
     parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument(
+        "--baseline", metavar="REV", help="also time hms_bus at this git revision, e.g. main"
+    )
     args = parser.parse_args()
     rounds = args.rounds or (3 if args.quick else 9)
-    r = throughput(rounds)
+    with tempfile.TemporaryDirectory(prefix="hms-bench-baseline-") as tmp:
+        baseline = load_baseline(args.baseline, tmp) if args.baseline else None
+        r, paired = throughput(rounds, baseline)
     print(f"events/s, median of {rounds} interleaved rounds (Python {sys.version.split()[0]})")
     for name, eps in r.items():
         print(f"  {name:36s} {eps:>12,.0f}")
@@ -236,8 +301,35 @@ def main() -> None:
             "",
         ),
     ]
+    if args.baseline:
+        base_one = r["baseline -> 1 subscriber"]
+        base_zero = r["baseline, 0 subscriptions"]
+        rows += [
+            (
+                f"hms_bus 1-sub / {args.baseline} 1-sub (paired)",
+                paired["hms_bus -> 1 subscriber"],
+                ">= 1.0 (no slower)",
+            ),
+            (
+                f"hms_bus 0-sub / {args.baseline} 0-sub (paired)",
+                paired["hms_bus, 0 subscriptions"],
+                "",
+            ),
+            (
+                f"hms_bus 10k non-matching / {args.baseline} (paired)",
+                paired["hms_bus, 10,000 non-matching"],
+                "",
+            ),
+            (f"{args.baseline} 1-sub / blinker send", base_one / r["blinker send, 1 receiver"], ""),
+            (f"{args.baseline} 1-sub / chapter stub", base_one / stub_zero, ""),
+            (
+                f"{args.baseline}: cost of 10,000 non-matching (x)",
+                base_zero / r["baseline, 10,000 non-matching"],
+                "",
+            ),
+        ]
     for name, ratio, target in rows:
-        print(f"  {name:42s} {ratio:8.2f}  {target}")
+        print(f"  {name:50s} {ratio:8.2f}  {target}")
     if not args.quick:
         first, last = memory_check()
         print(

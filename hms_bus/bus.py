@@ -10,8 +10,8 @@ Delivery semantics, the same on every backend:
 * **Publish first, subscribe later works.** A new subscription first receives
   the kept (retained) events that match, oldest first, then live ones; each
   event reaches a subscription exactly once. Pass ``deliver="new"`` for live
-  events only, or a time (datetime, ISO text, epoch seconds, or a timedelta
-  meaning "that long ago") to start there.
+  events only, or a time up to now (datetime, ISO text, epoch seconds, or a
+  timedelta meaning "that long ago") to start there.
 * Subscribers are called one at a time, in publish order; for one event, in
   the order they subscribed. An event published inside a callback is
   delivered after the current event has reached every subscriber.
@@ -22,7 +22,7 @@ Delivery semantics, the same on every backend:
 
 from __future__ import annotations
 
-import logging
+import math
 import os
 import random
 import sys
@@ -31,14 +31,15 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
+from numbers import Real
 from typing import Any
 
 from .backends.base import ALL, NEW, Backend
-from .clock import Clock, WallClock, to_epoch
+from .clock import MAX_TIME, MIN_TIME, Clock, VirtualClock, WallClock, to_epoch
 from .errors import HmsBusError
-from .event import _PLAIN, _STRS, Event, FrozenDict, freeze
+from .event import Event, format_ts, freeze
 from .retention import DEFAULT_MAX_RETAINED, DEFAULT_WINDOW_S
-from .topics import _topic_cache, validate_pattern, validate_topic
+from .topics import validate_pattern, validate_topic
 
 __all__ = [
     "Bus",
@@ -52,7 +53,14 @@ __all__ = [
     "collect",
 ]
 
-log = logging.getLogger("hms_bus")
+
+def _log_error(message: str, *args: object) -> None:
+    """Log on the ``hms_bus`` logger; ``logging`` loads on the first error only."""
+    import logging
+
+    logging.getLogger("hms_bus").error(message, *args)
+
+
 _new_event = Event.create
 
 SUBSCRIBER_ERROR_TOPIC = "bus.subscriber_error"
@@ -72,8 +80,8 @@ def _default_src() -> str:
 class Subscription:
     """A subscriber's registration; unsubscribe with it, or use it in ``with``.
 
-    ``delivered`` counts the events handed to ``fn`` and ``errors`` how many
-    of those calls raised.
+    ``active`` tells whether events still reach ``fn``; ``errors`` counts the
+    calls of ``fn`` that raised.
     """
 
     __slots__ = ("pattern", "fn", "name", "bus", "active", "errors", "_key", "__weakref__")
@@ -102,16 +110,29 @@ class Subscription:
         return f"<Subscription {self.pattern!r} -> {self.name} ({state})>"
 
 
+class _Default:
+    """Stands for an argument left out, where None has a meaning of its own."""
+
+    def __repr__(self) -> str:
+        return "default"
+
+
+_DEFAULT: Any = _Default()
+
+
 class Bus:
     """An event bus: publish, subscribe, replay.
 
     :param backend: what stores and carries events; by default a
         :class:`~hms_bus.backends.memory.MemoryBackend`.
     :param clock: where "now" comes from; :class:`~hms_bus.WallClock` unless told.
-    :param retention: how long events are kept (seconds or a timedelta), 24 h
-        unless told; used when ``backend`` is not given.
-    :param max_retained: how many events are kept at most; used when
-        ``backend`` is not given.
+    :param retention: how long the default in-memory backend keeps events
+        (seconds or a timedelta; ``math.inf`` for no time limit), 24 h unless
+        told.
+    :param max_retained: how many events the default in-memory backend keeps
+        at most (None for no count limit), a million unless told.
+        ``retention`` and ``max_retained`` configure the default backend only:
+        with ``backend=`` they raise ``ValueError``; set them on the backend.
     :param src: the default ``src`` of events published here.
     :param seed: makes event ids reproducible. Under a virtual clock the seed
         is 0 unless told, so a simulation gives the same ids every run.
@@ -122,22 +143,35 @@ class Bus:
         backend: Backend | None = None,
         *,
         clock: Clock | None = None,
-        retention: float | timedelta = DEFAULT_WINDOW_S,
-        max_retained: int | None = DEFAULT_MAX_RETAINED,
+        retention: float | timedelta = _DEFAULT,
+        max_retained: int | None = _DEFAULT,
         src: str | None = None,
         seed: int | None = None,
     ) -> None:
         if backend is None:
             from .backends.memory import MemoryBackend
 
-            backend = MemoryBackend(retention, max_retained)
-        if not isinstance(backend, Backend):
+            backend = MemoryBackend(
+                DEFAULT_WINDOW_S if retention is _DEFAULT else retention,
+                DEFAULT_MAX_RETAINED if max_retained is _DEFAULT else max_retained,
+            )
+        elif not isinstance(backend, Backend):
             raise TypeError(f"backend must be a hms_bus Backend, got {backend!r}")
-        if clock is None:
-            clock = WallClock()
-        if not callable(getattr(clock, "now", None)):
-            raise TypeError(f"clock must have a now() method, got {clock!r}")
-        self.clock = clock
+        else:
+            given = [
+                f"{name}={value!r}"
+                for name, value in (("retention", retention), ("max_retained", max_retained))
+                if value is not _DEFAULT
+            ]
+            if given:
+                raise ValueError(
+                    f"Bus(backend=..., {', '.join(given)}): retention and max_retained "
+                    f"configure the default in-memory backend only; set them on the "
+                    f"backend you pass, e.g. MemoryBackend(retention=3600, "
+                    f"max_retained=10_000)"
+                )
+        self._now = _clock_reader(clock)
+        self.clock = clock if clock is not None else WallClock()
         self.src = _check_src(src) if src is not None else _default_src()
         if seed is None and getattr(clock, "virtual", False):
             seed = 0
@@ -148,8 +182,6 @@ class Bus:
         and is handed to the backend. Backends take it too."""
         self._seq = 0
         self._last = float("-inf")
-        # WallClock.now is time.time; calling it directly saves a frame per publish.
-        self._now = time.time if type(clock) is WallClock else clock.now
         self._closed = False
         self.backend = backend
         backend.attach(self)
@@ -159,30 +191,26 @@ class Bus:
     def publish(self, topic: str, data: Any = None, *, src: str | None = None) -> Event:
         """Publish ``data`` on ``topic`` and return the :class:`Event`.
 
-        ``data`` must be JSON-serialisable; it is copied and frozen, so later
-        changes to your object do not alter the event.
+        ``data`` must be JSON-like (see :func:`hms_bus.event.freeze`); it is
+        copied and frozen, so later changes to your object do not alter the
+        event. Bad input raises before anything is stored or delivered.
         """
-        topic = _topic_cache.get(topic) or validate_topic(topic)  # type: ignore[arg-type]
-        if (  # freeze()'s fast path, inlined: publish is the hot path
-            type(data) is dict
-            and _PLAIN.issuperset(map(type, data.values()))
-            and _STRS.issuperset(map(type, data))
-        ):
-            data = FrozenDict(data)
-        else:
-            data = freeze(data)
+        topic = validate_topic(topic)
+        data = freeze(data)
         src = self.src if src is None else _check_src(src)
         if self._closed:
             raise HmsBusError(self._closed_message("publish"))
         backend = self.backend
         with self.lock:
-            self._seq += 1
             t = self._now()
             if t < self._last:
                 t = self._last  # time on one bus never runs backwards
-            self._last = t
-            ev = _new_event(topic, data, src, t, self._seq, self._idp)
+            seq = self._seq + 1
+            ev = _new_event(topic, data, src, t, seq, self._idp)
             due = backend.publish(ev)
+            # Counted once the backend took it: a refusal leaves no gap in seq.
+            self._seq = seq
+            self._last = t
         if due is not None:
             backend.deliver(ev, due)
         return ev
@@ -200,7 +228,8 @@ class Bus:
         """Call ``fn(event)`` for each event whose topic matches ``pattern``.
 
         :param deliver: ``"all"`` (default): kept events first, then live ones;
-            ``"new"``: live events only; or a time to start from.
+            ``"new"``: live events only; or a time up to now to start from (a
+            future time raises ``ValueError``).
         :param name: how errors and ``repr`` name this subscriber; the
             function's name unless told.
         """
@@ -212,7 +241,9 @@ class Bus:
             )
         start = self._start(deliver)
         if name is None:
-            name = getattr(fn, "__qualname__", None) or repr(fn)
+            name = str(getattr(fn, "__qualname__", None) or repr(fn))
+        elif not isinstance(name, str):
+            raise TypeError(f"name must be a str such as 'dashboard', got {name!r}")
         sub = Subscription(self, pattern, fn, name)
         if self._closed:
             raise HmsBusError(self._closed_message("subscribe"))
@@ -222,24 +253,30 @@ class Bus:
         return sub
 
     def _start(self, deliver: str | When) -> str | float:
-        if deliver in (ALL, NEW):
-            return deliver  # type: ignore[return-value]
+        now = self._now()
         if isinstance(deliver, str):
+            if deliver in (ALL, NEW):
+                return deliver
             try:
-                return to_epoch(deliver)
-            except ValueError:
+                start = to_epoch(deliver, what="deliver")
+            except ValueError as exc:
                 raise ValueError(
-                    f"deliver={deliver!r} is neither 'all', 'new' nor a time; "
+                    f"deliver={deliver!r} is neither 'all', 'new' nor a time ({exc}); "
                     f"use 'all', 'new', or e.g. '2021-08-29T12:00:00Z'"
                 ) from None
-        return to_epoch(deliver, now=self._now())  # type: ignore[arg-type]
+        else:
+            start = to_epoch(deliver, now=now, what="deliver")
+        if start > now:
+            raise ValueError(
+                f"deliver={deliver!r} is in the future ({format_ts(start)}, and the bus "
+                f"clock says {format_ts(now)}); give a time up to now, or "
+                f"deliver='new' for live events only"
+            )
+        return start
 
     def unsubscribe(self, sub: Subscription) -> None:
         """End ``sub``; events published later do not reach it (idempotent)."""
-        if not isinstance(sub, Subscription):
-            raise TypeError(
-                f"unsubscribe() takes the Subscription that subscribe() returned, got {sub!r}"
-            )
+        _check_subscription(sub)
         if sub.bus is not self:
             raise ValueError(f"{sub!r} belongs to another bus")
         with self.lock:
@@ -275,23 +312,44 @@ class Bus:
         """Kept events matching ``pattern``, oldest first.
 
         ``since`` and ``until`` (inclusive) take a datetime, ISO text, epoch
-        seconds, or a timedelta meaning "that long ago"; ``limit`` keeps the
-        first ``limit`` events of the range (take ``[-10:]`` for the last ten).
+        seconds, or a timedelta meaning "that long ago"; leave them out (None)
+        for no bound. ``limit`` keeps the first ``limit`` events of the range
+        (take ``[-10:]`` for the last ten).
         """
         pattern = validate_pattern(pattern)
         now = self._now()
-        lo = None if since is None else to_epoch(since, now=now)
-        hi = None if until is None else to_epoch(until, now=now)
+        lo = None if since is None else to_epoch(since, now=now, what="since")
+        hi = None if until is None else to_epoch(until, now=now, what="until")
+        if lo is not None and hi is not None and lo > hi:
+            raise ValueError(
+                f"since= ({format_ts(lo)}) is after until= ({format_ts(hi)}), so no "
+                f"event could match; swap them"
+            )
         if limit is not None and (
             isinstance(limit, bool) or not isinstance(limit, int) or limit < 0
         ):
             raise ValueError(f"limit must be a non-negative int or None, got {limit!r}")
+        if limit == 0:
+            return []
         return self.backend.replay(pattern, lo, hi, limit, now)
 
     # -- housekeeping -------------------------------------------------------
 
     def flush(self, timeout: float | None = None) -> None:
-        """Wait until every event published so far is stored and delivered."""
+        """Wait until every event published so far is stored and delivered.
+
+        :param timeout: seconds to wait at most (then ``TimeoutError``); None
+            waits as long as it takes.
+        """
+        if timeout is not None and (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, Real)
+            or not 0 <= timeout < math.inf
+        ):
+            raise ValueError(
+                f"flush(timeout=...) takes seconds as a finite number >= 0, or None to "
+                f"wait as long as it takes; got {timeout!r}"
+            )
         self.backend.flush(timeout)
 
     def close(self) -> None:
@@ -332,31 +390,83 @@ class Bus:
             f"call hms_bus.use(...) for a new default bus."
         )
 
-    def subscriber_failed(self, sub: Subscription, ev: Event, exc: Exception) -> None:
+    def subscriber_failed(self, sub: Subscription, ev: Event, exc: BaseException) -> None:
         """Record that ``sub`` raised ``exc`` on ``ev``: count it, log it and
-        publish it as ``bus.subscriber_error``. Backends call this."""
+        publish it as ``bus.subscriber_error``. Backends call this; it never
+        raises, so one subscriber's failure cannot stop delivery to the rest."""
         sub.errors += 1
-        error = f"{type(exc).__name__}: {exc}"
-        log.error("subscriber %s failed on %s (%s): %s", sub.name, ev.id, ev.topic, error)
+        error = _describe(exc)
+        _log_error("subscriber %s failed on %s (%s): %s", sub.name, ev.id, ev.topic, error)
         if ev.topic == SUBSCRIBER_ERROR_TOPIC:
             return  # reporting this one would loop
-        self.publish(
-            SUBSCRIBER_ERROR_TOPIC,
-            {
-                "event_id": ev.id,
-                "topic": ev.topic,
-                "subscriber": sub.name,
-                "pattern": sub.pattern,
-                "error": error,
-            },
-            src="hms-bus",
-        )
+        try:
+            self.publish(
+                SUBSCRIBER_ERROR_TOPIC,
+                {
+                    "event_id": ev.id,
+                    "topic": ev.topic,
+                    "subscriber": sub.name,
+                    "pattern": sub.pattern,
+                    "error": error,
+                },
+                src="hms-bus",
+            )
+        except Exception as report:  # e.g. the bus was closed meanwhile
+            _log_error(
+                "could not publish %s for %s: %s", SUBSCRIBER_ERROR_TOPIC, ev.id, _describe(report)
+            )
 
 
 def _check_src(src: object) -> str:
     if not isinstance(src, str) or not src.strip():
         raise TypeError(f"src must be a non-empty str such as 'hms-ach', got {src!r}")
     return src
+
+
+def _check_subscription(sub: object) -> None:
+    if not isinstance(sub, Subscription):
+        raise TypeError(
+            f"unsubscribe() takes the Subscription that subscribe() returned, got {sub!r}"
+        )
+
+
+def _describe(exc: BaseException) -> str:
+    """``"Type: message"`` for an exception, even one whose ``str()`` raises."""
+    try:
+        text = str(exc)
+    except Exception as inner:
+        text = f"<str() of this exception raised {type(inner).__name__}>"
+    return f"{type(exc).__name__}: {text}"
+
+
+def _clock_reader(clock: object) -> Callable[[], float]:
+    """The function a bus calls for "now": checked once here, and on every
+    call for clocks other than the kit's own."""
+    if clock is None or type(clock) is WallClock:
+        return time.time  # what WallClock.now does, one frame less per publish
+    if isinstance(clock, type):
+        name = clock.__name__
+        raise TypeError(
+            f"clock must be a clock object, got the class {name}; create one, e.g. clock={name}()"
+        )
+    now = getattr(clock, "now", None)
+    if not callable(now):
+        raise TypeError(f"clock must have a now() method, got {clock!r}")
+    if type(clock) is VirtualClock:
+        return now  # it refuses bad times itself
+
+    def checked() -> float:
+        t = now()
+        if not isinstance(t, Real) or isinstance(t, bool) or not (MIN_TIME <= t <= MAX_TIME):
+            raise ValueError(
+                f"clock {clock!r} returned {t!r} from now(); a clock must return epoch "
+                f"seconds as a finite number between {MIN_TIME} and {MAX_TIME} "
+                f"(years 1 to 9999)"
+            )
+        return float(t)
+
+    checked()
+    return checked
 
 
 # -- the default bus ----------------------------------------------------------
@@ -389,7 +499,15 @@ def use(target: Bus | str | None = None, **kwargs: Any) -> Bus:
     default bus is left open: close it yourself if you own it.
     """
     global _default
-    bus = target if isinstance(target, Bus) else _from_target(target or "memory://", **kwargs)
+    if isinstance(target, Bus):
+        if kwargs:
+            raise TypeError(
+                f"use() got a Bus and keyword arguments ({', '.join(kwargs)}); keyword "
+                f"arguments are for making a new bus: pass a URL or None with them"
+            )
+        bus = target
+    else:
+        bus = _from_target(target or "memory://", **kwargs)
     with _default_lock:
         _default = bus
     return bus
@@ -423,6 +541,7 @@ def subscribe(
 
 def unsubscribe(sub: Subscription) -> None:
     """End a subscription; see :meth:`Bus.unsubscribe`."""
+    _check_subscription(sub)
     sub.bus.unsubscribe(sub)
 
 

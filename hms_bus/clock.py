@@ -9,15 +9,24 @@ timestamps every run.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
+from numbers import Real
 
-__all__ = ["Clock", "WallClock", "VirtualClock", "to_epoch"]
+__all__ = ["Clock", "WallClock", "VirtualClock", "to_epoch", "MIN_TIME", "MAX_TIME"]
 
 DEFAULT_START = "2021-08-29T00:00:00Z"
 """Where a :class:`VirtualClock` starts unless told: the day Hurricane Ida made landfall."""
+
+MIN_TIME = -62135596800.0
+"""The earliest time the bus takes, 0001-01-01T00:00:00.000Z, in epoch seconds."""
+
+MAX_TIME = 253402300799.999
+"""The latest time the bus takes, 9999-12-31T23:59:59.999Z: the last instant an
+event's ``ts`` can print (ISO-8601 years have four digits)."""
 
 
 class Clock:
@@ -55,6 +64,11 @@ class VirtualClock(Clock):
     :param start: the first instant: a datetime, ISO-8601 text or epoch
         seconds; by default the morning of Hurricane Ida's landfall.
 
+    It is thread-safe: moves from several threads add up exactly, and
+    listeners hear each move in time order, one at a time. Times are finite
+    and between :data:`MIN_TIME` and :data:`MAX_TIME`; anything else raises
+    ``ValueError`` and leaves the clock where it was.
+
     >>> clock = VirtualClock("2021-08-29T12:00:00Z")
     >>> clock.advance(90)
     >>> clock.iso()
@@ -64,43 +78,81 @@ class VirtualClock(Clock):
     virtual = True
 
     def __init__(self, start: datetime | str | float = DEFAULT_START) -> None:
-        self._now = to_epoch(start)
+        self._now = to_epoch(start, what="start")
         self._listeners: list[Callable[[float], object]] = []
-        self._lock = threading.Lock()
+        # Re-entrant: a listener may move the clock again.
+        self._lock = threading.RLock()
 
     def now(self) -> float:
         return self._now
 
     def advance(self, seconds: float | timedelta) -> None:
         """Move forward by ``seconds`` (a number or a timedelta)."""
-        if isinstance(seconds, timedelta):
-            seconds = seconds.total_seconds()
-        if not isinstance(seconds, (int, float)) or isinstance(seconds, bool):
-            raise TypeError(f"advance() takes seconds as a number, got {seconds!r}")
-        if seconds < 0:
-            raise ValueError(f"cannot advance by {seconds} s: a clock never goes back")
-        self.set(self._now + seconds)
+        step = seconds
+        if type(step) is not float:
+            if isinstance(step, timedelta):
+                step = step.total_seconds()
+            elif isinstance(step, bool) or not isinstance(step, Real):
+                raise TypeError(f"advance() takes seconds as a number, got {seconds!r}")
+            try:
+                step = float(step)
+            except OverflowError:
+                step = math.inf
+        if not 0 <= step < math.inf:
+            if step < 0:
+                raise ValueError(f"cannot advance by {_show(seconds)} s: a clock never goes back")
+            raise ValueError(
+                f"cannot advance by {_show(seconds)} s: give a finite number of seconds"
+            )
+        with self._lock:  # read and write under one lock: no lost moves
+            t = self._now + step
+            if t > MAX_TIME:
+                raise ValueError(
+                    f"cannot advance by {_show(seconds)} s from {self.iso()}: the clock "
+                    f"stops at {_iso(MAX_TIME)} (MAX_TIME)"
+                )
+            self._move(t)
 
     def set(self, when: datetime | str | float) -> None:
         """Move forward to ``when``; moving backwards raises ``ValueError``."""
-        t = to_epoch(when)
+        if type(when) is float and MIN_TIME <= when <= MAX_TIME:
+            t = when  # the simulation's hot path: to_epoch's answer, without the call
+        else:
+            t = to_epoch(when)
         with self._lock:
             if t < self._now:
                 raise ValueError(
                     f"cannot set the clock back from {self.iso()} to "
                     f"{_iso(t)}; a clock never goes back"
                 )
-            self._now = t
-            listeners = tuple(self._listeners)
-        for fn in listeners:
-            fn(t)
+            self._move(t)
+
+    def _move(self, t: float) -> None:
+        """Set the time and tell every listener (under the lock, so in order).
+
+        A listener that raises does not keep the others from hearing; the
+        first error is raised once all have been told.
+        """
+        self._now = t
+        error: BaseException | None = None
+        for fn in tuple(self._listeners):
+            try:
+                fn(t)
+            except Exception as exc:
+                error = error or exc
+        if error is not None:
+            raise error
 
     def on_advance(self, fn: Callable[[float], object]) -> Callable[[], None]:
-        self._listeners.append(fn)
+        if not callable(fn):
+            raise TypeError(f"on_advance() takes a function of the time, got {fn!r}")
+        with self._lock:
+            self._listeners.append(fn)
 
         def stop() -> None:
-            if fn in self._listeners:
-                self._listeners.remove(fn)
+            with self._lock:
+                if fn in self._listeners:
+                    self._listeners.remove(fn)
 
         return stop
 
@@ -118,34 +170,68 @@ def _iso(t: float) -> str:
     return format_ts(t)
 
 
-def to_epoch(when: datetime | str | float, *, now: float | None = None) -> float:
+def to_epoch(
+    when: datetime | str | float | timedelta, *, now: float | None = None, what: str = "when"
+) -> float:
     """Turn a datetime, ISO-8601 text, epoch seconds or a timedelta into epoch seconds.
 
     Naive datetimes and ISO text without an offset are taken as UTC. A
     ``timedelta`` means "that long before ``now``" (``since=timedelta(hours=1)``).
+    The result is finite and between :data:`MIN_TIME` and :data:`MAX_TIME`,
+    else ``ValueError``; ``what`` names the argument in errors.
     """
     if isinstance(when, bool):
-        raise TypeError(f"expected a time, got {when!r}")
-    if isinstance(when, (int, float)):
-        return float(when)
+        raise TypeError(f"{what}= expects a time, got {when!r}")
+    if type(when) is float or type(when) is int or isinstance(when, Real):
+        try:
+            return _in_range(float(when), when, what)
+        except OverflowError:
+            return _in_range(math.inf, when, what)
     if isinstance(when, timedelta):
         if now is None:
             raise TypeError(f"a timedelta ({when}) needs a reference time here")
-        return now - when.total_seconds()
+        return _in_range(now - when.total_seconds(), when, what)
+    moment = when
     if isinstance(when, str):
         text = when.strip()
         try:
-            when = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+            moment = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
         except ValueError:
             raise ValueError(
                 f"cannot read {text!r} as a time; use ISO-8601 such as "
                 f"'2021-08-29T12:00:00Z', a datetime, or epoch seconds"
             ) from None
-    if isinstance(when, datetime):
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
-        return when.timestamp()
+    if isinstance(moment, datetime):
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=timezone.utc)
+        try:
+            t = moment.timestamp()
+        except (OverflowError, ValueError):  # an offset pushed it past year 1 or 9999
+            t = math.inf
+        return _in_range(t, when, what)
     raise TypeError(
-        f"expected a time (datetime, ISO-8601 text or epoch seconds), got "
+        f"{what}= expects a time (datetime, ISO-8601 text or epoch seconds), got "
         f"{when!r} of type {type(when).__name__}"
+    )
+
+
+def _show(value: object) -> str:
+    """A value for an error message: numbers plainly (numpy's too), huge ints by size."""
+    if isinstance(value, int) and value.bit_length() > 128:
+        return f"an int of {value.bit_length()} bits"  # str() refuses very long ints
+    return str(value) if isinstance(value, Real) else repr(value)
+
+
+def _in_range(t: float, given: object, what: str) -> float:
+    if MIN_TIME <= t <= MAX_TIME:
+        return t
+    if isinstance(given, float) and not math.isfinite(given):
+        raise ValueError(
+            f"{what}={_show(given)} is not a time; give finite epoch seconds, a datetime or "
+            f"ISO-8601 text (or leave it out where that means no bound)"
+        )
+    raise ValueError(
+        f"{what}={_show(given)} is outside the times the bus can show: from "
+        f"0001-01-01T00:00:00Z ({MIN_TIME}) to {_iso(MAX_TIME)} ({MAX_TIME}) in epoch "
+        f"seconds; leave it out where that means no bound"
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 __all__ = ["Event", "FrozenDict", "FrozenList", "freeze", "thaw", "format_ts"]
@@ -18,9 +18,13 @@ __all__ = ["Event", "FrozenDict", "FrozenList", "freeze", "thaw", "format_ts"]
 KEYS = ("ts", "topic", "data", "src", "id")
 """The five keys of an event, in the order they print."""
 
+MAX_DEPTH = 100
+"""How deeply event data may nest: dicts and lists inside one another."""
+
+INT_MIN, INT_MAX = -(2**63), 2**64 - 1
+"""The integers event data may hold: what 64-bit JSON readers take exactly."""
+
 _SCALARS = frozenset({str, int, float, bool, type(None)})
-_PLAIN = _SCALARS - {float}  # floats need a finiteness check
-_STRS = frozenset({str})
 _READ_ONLY = (
     "event data is read-only: every subscriber shares the published copy; "
     "make your own mutable deep copy with hms_bus.thaw(ev['data'])"
@@ -71,22 +75,32 @@ class FrozenList(list):
 def freeze(value: Any) -> Any:
     """Return a read-only deep copy of JSON-like ``value``.
 
-    Accepts what JSON can hold: ``str``, ``int``, finite ``float``, ``bool``,
-    ``None``, lists and tuples, and dicts with ``str`` keys. Anything else
-    raises :class:`TypeError` naming the offending value and where it sits.
+    Accepts what JSON can hold: ``str``, ``int`` (64-bit, see :data:`INT_MIN`),
+    finite ``float``, ``bool``, ``None``, lists and tuples, and dicts with
+    ``str`` keys, nested at most :data:`MAX_DEPTH` deep. Anything else raises
+    :class:`TypeError` (a value of the wrong type, NaN) or :class:`ValueError`
+    (an int out of range, data nested too deep or referring to itself), naming
+    the offending value and where it sits.
     """
-    # Fast path for the common flat dict of str keys and non-float scalars.
-    if (
-        type(value) is dict
-        and _PLAIN.issuperset(map(type, value.values()))
-        and _STRS.issuperset(map(type, value))
-    ):
-        return FrozenDict(value)
+    # The hot path: a flat dict of str keys and checked scalars, one loop.
+    if type(value) is dict:
+        for key, item in value.items():
+            kind = type(item)
+            if type(key) is not str or not (
+                kind is str
+                or (kind is int and INT_MIN <= item <= INT_MAX)
+                or item is None
+                or kind is bool
+                or (kind is float and item - item == 0.0)  # false for inf and nan
+            ):
+                break
+        else:
+            return FrozenDict(value)
     try:
-        return _freeze(value)
+        return _freeze(value, MAX_DEPTH)
     except _NotJson:
         pass
-    _explain(value, "data")  # raises, outside the except block: no chained traceback
+    _explain(value, "data", MAX_DEPTH, [])  # raises, outside the except: no chained traceback
     raise AssertionError(f"{value!r} failed the JSON check but passed _explain")
 
 
@@ -94,48 +108,83 @@ class _NotJson(Exception):
     pass
 
 
-def _freeze(value: Any) -> Any:
+def _freeze(value: Any, depth: int) -> Any:
     t = type(value)
     if t in _SCALARS:
         if t is float and not math.isfinite(value):
             raise _NotJson
+        if t is int and not INT_MIN <= value <= INT_MAX:
+            raise _NotJson
         return value
     if isinstance(value, Mapping):
+        if depth == 0:
+            raise _NotJson
         out = {}
         for k, v in value.items():
             if type(k) is not str:
                 raise _NotJson
-            out[k] = _freeze(v)
+            out[k] = _freeze(v, depth - 1)
         return FrozenDict(out)
     if isinstance(value, (list, tuple)):
-        return FrozenList([_freeze(v) for v in value])
+        if depth == 0:
+            raise _NotJson
+        return FrozenList([_freeze(v, depth - 1) for v in value])
     # Subclasses such as IntEnum or numpy.float64 become the plain type.
     for base in (bool, int, float, str):
         if isinstance(value, base):
-            return _freeze(base(value))
+            return _freeze(base(value), depth)
     raise _NotJson
 
 
-def _explain(value: Any, path: str) -> None:
-    """Raise the TypeError that says where in ``value`` JSON breaks."""
+def _show_int(n: int) -> str:
+    """An int short enough to print (Python refuses str() of huge ones)."""
+    return repr(n) if n.bit_length() <= 128 else f"an int of {n.bit_length()} bits"
+
+
+def _explain(value: Any, path: str, depth: int, outer: list[int]) -> None:
+    """Raise the error that says where in ``value`` JSON breaks.
+
+    ``outer`` holds the ids of the containers ``value`` sits in, to tell data
+    that refers to itself from data that is merely deep.
+    """
     if isinstance(value, float) and not math.isfinite(value):
         raise TypeError(
             f"{path} = {value!r} is not valid JSON; publish None or a string such as 'nan' instead"
         )
-    if isinstance(value, (str, int, float, bool)) or value is None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not INT_MIN <= value <= INT_MAX:
+            raise ValueError(
+                f"{path} = {_show_int(value)} is outside the 64-bit range JSON readers "
+                f"take exactly (-2**63 to 2**64 - 1); send it as a str, e.g. str(n)"
+            )
         return
-    if isinstance(value, Mapping):
-        for k, v in value.items():
-            if type(k) is not str:
-                raise TypeError(
-                    f"{path} has key {k!r} of type {type(k).__name__}; JSON keys "
-                    f"must be str, e.g. {str(k)!r}"
-                )
-            _explain(v, f"{path}[{k!r}]")
+    if isinstance(value, (str, float, bool)) or value is None:
         return
-    if isinstance(value, (list, tuple)):
-        for i, v in enumerate(value):
-            _explain(v, f"{path}[{i}]")
+    if isinstance(value, (Mapping, list, tuple)):
+        if id(value) in outer:
+            raise ValueError(
+                f"{path} refers back to a dict or list that contains it (circular "
+                f"data), which JSON cannot hold; publish a copy without the cycle"
+            )
+        if depth == 0:
+            raise ValueError(
+                f"{path} nests more than {MAX_DEPTH} dicts and lists deep; event data "
+                f"may nest at most {MAX_DEPTH} levels: flatten it, or publish the deep "
+                f"part as JSON text"
+            )
+        outer.append(id(value))
+        if isinstance(value, Mapping):
+            for k, v in value.items():
+                if type(k) is not str:
+                    raise TypeError(
+                        f"{path} has key {k!r} of type {type(k).__name__}; JSON keys "
+                        f"must be str, e.g. {str(k)!r}"
+                    )
+                _explain(v, f"{path}[{k!r}]", depth - 1, outer)
+        else:
+            for i, v in enumerate(value):
+                _explain(v, f"{path}[{i}]", depth - 1, outer)
+        outer.pop()
         return
     hint = "convert it first"
     if isinstance(value, datetime):
@@ -163,6 +212,7 @@ def thaw(value: Any) -> Any:
 
 
 _ts_cache: dict[int, str] = {}
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def format_ts(t: float) -> str:
@@ -170,6 +220,8 @@ def format_ts(t: float) -> str:
 
     >>> format_ts(0.25)
     '1970-01-01T00:00:00.250Z'
+
+    Works for every time a clock takes, years 1 to 9999, on every platform.
     """
     ms = round(t * 1000)
     sec, milli = divmod(ms, 1000)
@@ -177,9 +229,8 @@ def format_ts(t: float) -> str:
     if head is None:
         if len(_ts_cache) > 4096:
             _ts_cache.clear()
-        head = _ts_cache[sec] = datetime.fromtimestamp(sec, timezone.utc).strftime(
-            "%Y-%m-%dT%H:%M:%S"
-        )
+        when = _EPOCH + timedelta(seconds=sec)
+        head = _ts_cache[sec] = f"{when.year:04d}-{when:%m-%dT%H:%M:%S}"
     return f"{head}.{milli:03d}Z"
 
 

@@ -15,9 +15,11 @@ The module-level :func:`replay` reads the default bus, as in the chapter::
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from numbers import Real
 from typing import TYPE_CHECKING
 
 from .topics import matches
@@ -43,8 +45,9 @@ def _event_time(ev: Event) -> float:
 class Retention:
     """A time- and count-bounded buffer of events in publish order.
 
-    :param window: how long to keep events, in seconds or as a timedelta.
-    :param max_retained: how many events to keep at most.
+    :param window: how long to keep events, in seconds or as a timedelta;
+        ``math.inf`` keeps them until ``max_retained`` pushes them out.
+    :param max_retained: how many events to keep at most; None for no limit.
 
     Not thread-safe on its own: the bus calls it under its lock.
     """
@@ -56,7 +59,11 @@ class Retention:
     ) -> None:
         if isinstance(window, timedelta):
             window = window.total_seconds()
-        if isinstance(window, bool) or not isinstance(window, (int, float)) or window <= 0:
+        if (
+            isinstance(window, bool)
+            or not isinstance(window, Real)
+            or not window > 0  # also false for nan
+        ):
             raise ValueError(
                 f"retention window must be a positive number of seconds or a "
                 f"timedelta, got {window!r}; e.g. 24 * 3600"
@@ -67,7 +74,10 @@ class Retention:
             raise ValueError(
                 f"max_retained must be a positive int or None, got {max_retained!r}; e.g. 1_000_000"
             )
-        self.window = float(window)
+        try:
+            self.window = float(window)
+        except OverflowError:  # an int beyond float's range: as good as forever
+            self.window = math.inf
         self.max_retained = max_retained
         self._buf: list[Event | None] = []
         self._head = 0  # index of the oldest kept event in _buf
@@ -137,6 +147,8 @@ class Retention:
         """
         if now is not None:
             self.expire(now)
+        if limit == 0:
+            return []
         buf = self._buf
         lo, hi = self._head, len(buf)
         if since is not None:

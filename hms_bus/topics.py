@@ -7,6 +7,10 @@ use two wildcards, each a whole token: ``*`` matches exactly one token and
 ``payments.>`` does match. Matching by whole tokens, as real brokers do, is
 what lets an index find the subscribers of a topic without trying every
 pattern.
+
+Tokens are printable text in any script (``alerts.🔥``), with no whitespace
+of any kind and no NUL, control or other invisible characters. Topics and
+patterns may have any number of tokens: nothing here recurses per token.
 """
 
 from __future__ import annotations
@@ -15,8 +19,15 @@ from typing import Generic, TypeVar
 
 __all__ = ["validate_topic", "validate_pattern", "matches", "TopicIndex"]
 
-_FORBIDDEN = frozenset(" \t\r\n\f\v")
 T = TypeVar("T")
+
+
+def _describe(ch: str) -> str:
+    """``ch`` as a reader can see it: its repr, code point and Unicode name."""
+    import unicodedata  # only on the error path
+
+    name = unicodedata.name(ch, "")
+    return f"{ch!r} (U+{ord(ch):04X}{' ' + name if name else ''})"
 
 
 def _tokens(text: object, what: str) -> list[str]:
@@ -27,10 +38,20 @@ def _tokens(text: object, what: str) -> list[str]:
         )
     if not text:
         raise ValueError(f"{what} is empty; use dotted tokens such as 'payments.sent'")
-    if _FORBIDDEN.intersection(text):
+    # NATS subjects may hold no whitespace; control and other invisible
+    # characters (NUL, zero-width space...) would make topics that look equal differ.
+    if " " in text or not text.isprintable():
+        bad = next(ch for ch in text if ch == " " or not ch.isprintable())
+        if bad.isspace():
+            words = (tok for part in text.split() for tok in part.split("."))
+            fixed = ".".join(tok for tok in words if tok) or "payments.sent"
+            raise ValueError(
+                f"{what} {text!r} contains whitespace {_describe(bad)}; use dots "
+                f"between tokens, e.g. {fixed!r}"
+            )
         raise ValueError(
-            f"{what} {text!r} contains whitespace; use dots between tokens, "
-            f"e.g. {'.'.join(text.split())!r}"
+            f"{what} {text!r} contains {_describe(bad)}, which is not a printable "
+            f"character; topics are printable text such as 'payments.sent': remove it"
         )
     tokens = text.split(".")
     if "" in tokens:
@@ -50,11 +71,13 @@ _topic_cache: dict[str, str] = {}
 def validate_topic(topic: object) -> str:
     """Return ``topic`` if it is a valid topic to publish on, else raise.
 
-    Published topics name one subject, so they may not hold wildcards.
+    Published topics name one subject, so they may not hold wildcards. A
+    topic is printable text without whitespace: ``TypeError`` for a non-str,
+    ``ValueError`` naming the bad character or token otherwise.
     """
-    try:
+    try:  # the hot path: a topic seen before
         return _topic_cache[topic]  # type: ignore[index]
-    except (KeyError, TypeError):
+    except (KeyError, TypeError):  # TypeError: unhashable, checked below
         pass
     tokens = _tokens(topic, "topic")
     for tok in tokens:
@@ -64,7 +87,7 @@ def validate_topic(topic: object) -> str:
                 f"topic such as 'payments.sent' and use wildcards only in "
                 f"subscribe() patterns"
             )
-    assert isinstance(topic, str)
+    topic = str(topic)  # a str subclass becomes a plain str
     if len(_topic_cache) > 10_000:
         _topic_cache.clear()
     _topic_cache[topic] = topic
@@ -94,8 +117,7 @@ def validate_pattern(pattern: object) -> str:
                 f"wildcards are whole tokens: use {one!r} (one token) or "
                 f"{rest!r} (the rest)"
             )
-    assert isinstance(pattern, str)
-    return pattern
+    return str(pattern)
 
 
 def matches(pattern: str, topic: str) -> bool:
@@ -179,21 +201,27 @@ class TopicIndex(Generic[T]):
             return self._cache[topic]
         except KeyError:
             pass
+        tokens = topic.split(".")
+        end = len(tokens)
         found: dict[int, T] = {}
-        self._collect(self._root, topic.split("."), 0, found)
+        # Depth first with an explicit stack, not recursion: a topic or pattern
+        # of any length is looked up without touching the recursion limit.
+        stack = [(self._root, 0)]
+        while stack:
+            node, i = stack.pop()
+            if i == end:
+                found.update(node.here)  # type: ignore[arg-type]
+                continue
+            if node.rest:
+                found.update(node.rest)  # type: ignore[arg-type]
+            children = node.children
+            if children:
+                for key in (tokens[i], "*"):
+                    child = children.get(key)
+                    if child is not None:
+                        stack.append((child, i + 1))
         result = tuple(found[k] for k in sorted(found))
         if len(self._cache) > 10_000:
             self._cache.clear()
         self._cache[topic] = result
         return result
-
-    def _collect(self, node: _Node, tokens: list[str], i: int, found: dict) -> None:
-        if node.rest and i < len(tokens):
-            found.update(node.rest)
-        if i == len(tokens):
-            found.update(node.here)
-            return
-        for key in (tokens[i], "*"):
-            child = node.children.get(key)
-            if child is not None:
-                self._collect(child, tokens, i + 1, found)

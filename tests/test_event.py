@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import pickle
 from datetime import datetime, timezone
 from enum import IntEnum
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from hms_bus import Bus, VirtualClock, thaw
+from hms_bus import Bus, Event, VirtualClock, thaw
 from hms_bus.event import format_ts, freeze
 
 
@@ -142,3 +145,111 @@ def test_flat_data_is_copied_at_publish(bus):
     ev = bus.publish("a.b", data)
     data["amount"] = 0
     assert ev["data"]["amount"] == 1000
+
+
+# -- public attributes, read-only -----------------------------------------------
+
+
+def test_public_attributes_hold_the_event_values(bus):
+    ev = bus.publish("payments.sent", {"amount": 1000}, src="hms-ach")
+    assert type(ev) is Event
+    assert (ev.topic, ev.data, ev.src, ev.seq) == ("payments.sent", {"amount": 1000}, "hms-ach", 1)
+    assert ev.time == bus.clock.now()
+    assert ev.bus_id == bus.id and ev.id == f"evt-{bus.id}-000001"
+    assert bus.published == 1
+
+
+@pytest.mark.parametrize("name", ["topic", "data", "src", "time", "seq", "bus_id", "other"])
+def test_no_attribute_of_an_event_can_be_set_or_deleted(bus, name):
+    ev = bus.publish("a.b", {"x": 1})
+    with pytest.raises(
+        AttributeError, match=f"events cannot be changed \\(tried to set {name!r}\\)"
+    ):
+        setattr(ev, name, "changed")
+    with pytest.raises(AttributeError, match=f"tried to delete {name!r}"):
+        delattr(ev, name)
+    with pytest.raises(AttributeError):
+        ev.__class__ = dict
+    assert ev.to_dict()["topic"] == "a.b" and ev.data == {"x": 1}
+
+
+def test_event_constructor_and_create_make_the_same_event():
+    data = freeze({"x": [1]})
+    a = Event("a.b", data, "me", 1.5, 7, "0000abcd")
+    b = Event.create("a.b", data, "me", 1.5, 7, "0000abcd")
+    assert type(a) is type(b) is Event
+    assert a == b and a.id == "evt-0000abcd-000007" and a.ts == "1970-01-01T00:00:01.500Z"
+    assert pickle.loads(pickle.dumps(a)) == a
+
+
+# -- what data may hold ----------------------------------------------------------
+
+
+def _nested(depth: int) -> list:
+    data: list = []
+    for _ in range(depth - 1):
+        data = [data]
+    return data
+
+
+def test_data_may_nest_exactly_max_depth_levels():
+    from hms_bus.event import MAX_DEPTH
+
+    assert thaw(freeze({"deep": _nested(MAX_DEPTH - 1)})) == {"deep": _nested(MAX_DEPTH - 1)}
+    with pytest.raises(ValueError, match=r"data\['deep'\](\[0\])+ nests more than 100"):
+        freeze({"deep": _nested(MAX_DEPTH)})
+
+
+def test_shared_but_not_circular_data_is_accepted():
+    shared = [1, 2]
+    assert freeze({"a": shared, "b": [shared, shared]}) == {"a": [1, 2], "b": [[1, 2], [1, 2]]}
+
+
+def test_circular_data_inside_a_list_names_the_spot():
+    loop: list = [1]
+    loop.append({"back": loop})
+    with pytest.raises(ValueError, match=r"data\[1\]\['back'\] refers back.*circular data"):
+        freeze(loop)
+
+
+@pytest.mark.parametrize("n", [-(2**63), 2**64 - 1, 0, -1, 2**53 + 1])
+def test_64_bit_ints_are_kept_exactly(n):
+    assert freeze({"n": n})["n"] == n
+    assert freeze([n]) == [n]
+
+
+scalar = st.one_of(
+    st.text(max_size=5),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.booleans(),
+    st.none(),
+)
+
+
+def _json_ok(v) -> bool:
+    if isinstance(v, float):
+        return math.isfinite(v)
+    if isinstance(v, int) and not isinstance(v, bool):
+        return -(2**63) <= v <= 2**64 - 1
+    return True
+
+
+@given(st.dictionaries(st.text(max_size=5), scalar, max_size=8))
+def test_flat_dicts_are_frozen_exactly_when_every_value_is_json(data):
+    """freeze()'s one-loop hot path accepts and refuses what the full check does."""
+    if all(_json_ok(v) for v in data.values()):
+        frozen = freeze(data)
+        assert type(frozen).__name__ == "FrozenDict" and frozen == data
+        assert [type(v) for v in frozen.values()] == [type(v) for v in data.values()]
+    else:
+        with pytest.raises((TypeError, ValueError), match=r"data\["):
+            freeze(data)
+        with pytest.raises((TypeError, ValueError), match=r"data\[0\]\["):
+            freeze([data])  # the same values through the general path
+
+
+def test_format_ts_covers_years_1_to_9999():
+    assert format_ts(-62135596800.0) == "0001-01-01T00:00:00.000Z"
+    assert format_ts(253402300799.999) == "9999-12-31T23:59:59.999Z"
+    assert format_ts(-0.5) == "1969-12-31T23:59:59.500Z"

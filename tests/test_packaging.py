@@ -9,6 +9,7 @@ import zipfile
 from pathlib import Path
 from types import ModuleType
 
+import pytest
 import yaml
 
 import hms_bus
@@ -24,14 +25,34 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_all_matches_what_is_exported():
     exported = {
         name
-        for name, value in vars(hms_bus).items()
+        for name in dir(hms_bus)
         if not name.startswith("_")
         and name != "annotations"
-        and (name in hms_bus.__all__ or not isinstance(value, ModuleType))
+        and (name in hms_bus.__all__ or not isinstance(getattr(hms_bus, name), ModuleType))
     }
     assert set(hms_bus.__all__) == exported
     for name in hms_bus.__all__:
         assert getattr(hms_bus, name) is not None
+
+
+def test_import_hms_bus_stays_light():
+    """The monitor, the server (subprocess, ctypes) and the backends load on first use."""
+    code = (
+        "import sys, hms_bus\n"
+        "heavy = [m for m in sys.modules if m.startswith(('hms_bus.monitor', 'hms_bus.server',"
+        " 'hms_bus.backends.')) and m != 'hms_bus.backends.base'"
+        " or m in ('subprocess', 'ctypes', 'nats', 'logging')]\n"
+        "print(heavy)\n"
+        "from hms_bus import monitor\n"
+        "print(monitor.Monitor.__name__, hms_bus.server.__name__, hms_bus.MemoryBackend.__name__)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.splitlines() == ["[]", "Monitor hms_bus.server MemoryBackend"]
+
+
+def test_unknown_attribute_says_so():
+    with pytest.raises(AttributeError, match="module 'hms_bus' has no attribute 'nope'"):
+        hms_bus.nope  # noqa: B018
 
 
 def _name(req: str) -> str:

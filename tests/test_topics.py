@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hms_bus.topics import TopicIndex, matches, validate_pattern, validate_topic
@@ -133,3 +135,65 @@ def test_index_cache_is_refreshed_after_subscribe():
 def test_trailing_dot_in_a_pattern_suggests_both_wildcards():
     with pytest.raises(ValueError, match=r"use 'payments.\*' \(one more token\) or 'payments.>'"):
         validate_pattern("payments.")
+
+
+# -- deep topics and patterns: no recursion per token ----------------------------
+
+
+@st.composite
+def deep_pair(draw):
+    """A topic and a pattern about as deep as the recursion limit, or deeper."""
+    depth = draw(st.integers(900, 3_000))
+    topic = ["a"] * depth
+    for i in draw(st.lists(st.integers(0, depth - 1), max_size=4)):
+        topic[i] = "b"
+    pattern = list(topic)
+    for i in draw(st.lists(st.integers(0, depth - 1), max_size=6)):
+        pattern[i] = draw(st.sampled_from(["*", "a", "b"]))
+    cut = draw(st.integers(-2, 2))
+    if cut < 0:
+        pattern = pattern[:cut]
+    elif cut > 0:
+        pattern += ["a"] * cut
+    if draw(st.booleans()):
+        pattern = pattern[: draw(st.integers(0, len(pattern) - 1))] + [">"]
+    return ".".join(pattern), ".".join(topic)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(deep_pair(), min_size=1, max_size=4))
+def test_deep_patterns_match_and_index_like_the_reference(pairs):
+    index: TopicIndex[int] = TopicIndex()
+    for i, (pattern, _) in enumerate(pairs):
+        index.add(validate_pattern(pattern), i)
+    for _, topic in pairs:
+        validate_topic(topic)
+        expected = tuple(i for i, (p, _) in enumerate(pairs) if reference_match(p, topic))
+        assert index.lookup(topic) == expected
+        for i, (pattern, _) in enumerate(pairs):
+            assert matches(pattern, topic) == (i in expected)
+    for i, (pattern, _) in enumerate(pairs):
+        index.remove(pattern, i + 1)
+    assert len(index) == 0 and index.lookup(pairs[0][1]) == ()
+
+
+def test_index_lookup_is_iterative_even_past_the_recursion_limit():
+    depth = sys.getrecursionlimit() * 3
+    index: TopicIndex[str] = TopicIndex()
+    index.add(".".join(["*"] * depth), "stars")
+    index.add(".".join(["x"] * (depth - 1) + [">"]), "rest")
+    assert index.lookup(".".join(["x"] * depth)) == ("stars", "rest")
+
+
+@pytest.mark.parametrize("topic", ["zahlungen.überwiesen", "alerts.🔥", "支付.已发送", "a-b_c.d:e"])
+def test_printable_unicode_topics_are_fine(topic):
+    assert validate_topic(topic) == topic
+    assert validate_pattern(topic) == topic
+
+
+def test_str_subclasses_become_plain_str():
+    class Topic(str):
+        pass
+
+    assert type(validate_topic(Topic("x.sub"))) is str
+    assert type(validate_pattern(Topic("x.*"))) is str

@@ -7,10 +7,12 @@ The in-memory backend is the default. The NATS JetStream backend needs the
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .base import ALL, NEW, Backend
-from .memory import MemoryBackend
+
+if TYPE_CHECKING:
+    from .memory import MemoryBackend
 
 __all__ = ["Backend", "MemoryBackend", "ALL", "NEW", "nats_backend"]
 
@@ -28,3 +30,12 @@ def nats_backend(url: str, **kwargs: Any) -> Backend:
     from .nats import NatsBackend
 
     return NatsBackend(url, **kwargs)
+
+
+def __getattr__(name: str) -> object:
+    # The memory backend loads with the first Bus(), not with ``import hms_bus``.
+    if name == "MemoryBackend":
+        from .memory import MemoryBackend
+
+        return MemoryBackend
+    raise AttributeError(f"module 'hms_bus.backends' has no attribute {name!r}")

@@ -1,11 +1,17 @@
 """The small interface every backend implements.
 
-The :class:`~hms_bus.Bus` does everything that must be the same whatever
-carries the events: it checks arguments, freezes data, stamps time, id and
-sequence, and isolates failing subscribers. A backend only stores and carries
-events: :meth:`Backend.publish`, :meth:`Backend.subscribe` (with a start
-point), :meth:`Backend.unsubscribe`, :meth:`Backend.replay`,
-:meth:`Backend.flush` and :meth:`Backend.close`.
+The :class:`~hms_bus.Bus` checks arguments, freezes data and stamps each
+event's time, sequence and id under its lock (:attr:`Bus.lock`), then hands
+the event to its backend. The backend does the rest: it stores the event,
+keeps the subscriptions and calls the subscribers, one event at a time, in
+order. A subscriber's exception goes to :meth:`Bus.subscriber_failed`, which
+counts, logs and publishes it, and delivery goes on with the next subscriber.
+
+The methods: :meth:`Backend.attach` (once, by the bus), :meth:`Backend.publish`
+(store, under the bus lock) then :meth:`Backend.deliver` (call subscribers,
+outside it), :meth:`Backend.subscribe` (with a start point),
+:meth:`Backend.unsubscribe`, :meth:`Backend.replay`, :meth:`Backend.flush`,
+:meth:`Backend.close` and :meth:`Backend.status`.
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ class Backend:
         self.bus = bus
 
     def publish(self, event: Event) -> object | None:
-        """Take ``event``.
+        """Store ``event``; raise to refuse it (the bus then counts nothing).
 
         Called with the bus's lock held, once per event, in sequence order; it
         must not block and must not call subscribers. Return None when nothing
@@ -49,9 +55,11 @@ class Backend:
         raise NotImplementedError
 
     def deliver(self, event: Event | None = None, due: object = DRAIN) -> None:
-        """Run subscriber callbacks that are due (outside the bus lock).
+        """Call the subscribers that are due (outside the bus lock).
 
-        With no arguments: whatever is queued.
+        With no arguments: whatever is queued. A subscriber's ``Exception``
+        goes to ``self.bus.subscriber_failed`` and delivery goes on; whatever
+        else happens, the backend must be able to deliver again afterwards.
         """
 
     def subscribe(self, sub: Subscription, start: str | float) -> None:

@@ -61,26 +61,30 @@ class MemoryBackend(Backend):
         self._lock = bus.lock
 
     def publish(self, event: Event) -> tuple[Subscription, ...] | None:
-        self.retention.append(event)
         if self._dispatching or self._queue or self._direct:
+            self.retention.append(event)
             self._queue.append(event)
             return None if self._dispatching else DRAIN
         # Nobody is delivering and nothing waits: this thread delivers now.
+        # Look up first: should that fail, nothing has changed.
+        subs = self._index.lookup(event.topic)
+        self.retention.append(event)
         self._dispatching = True
         self._owner = _get_ident()
         self._dispatched_seq = event.seq
-        return self._index.lookup(event.topic)
+        return subs
 
     def deliver(self, event: Event | None = None, subs: object = DRAIN) -> None:
+        # Whatever happens in here, _dispatching ends False unless this thread
+        # is still delivering: a failure must never leave the bus unable to deliver.
         lock = self._lock
         if subs is DRAIN:
             with lock:
                 if self._dispatching or not (self._queue or self._direct):
                     return
+                event, subs = self._next()
                 self._dispatching = True
                 self._owner = _get_ident()
-                event, subs = self._next()
-        failed = self.bus.subscriber_failed
         try:
             while True:
                 for sub in subs:  # type: ignore[attr-defined]
@@ -88,7 +92,10 @@ class MemoryBackend(Backend):
                         try:
                             sub.fn(event)
                         except Exception as exc:
-                            failed(sub, event, exc)
+                            self.bus.subscriber_failed(sub, event, exc)
+                        except BaseException:  # KeyboardInterrupt, SystemExit...
+                            self._requeue(event, subs, sub)  # type: ignore[arg-type]
+                            raise
                 if not (self._queue or self._direct):
                     # Lock-free exit for the common case: step down, then
                     # look again, so an event queued meanwhile is not stranded.
@@ -103,12 +110,22 @@ class MemoryBackend(Backend):
             raise
 
     def _next(self) -> tuple[Event, tuple[Subscription, ...]]:
+        """The next event and who gets it; a failure leaves both queues as they were."""
         if self._direct:
             ev, sub = self._direct.popleft()
             return ev, (sub,)
-        ev = self._queue.popleft()
+        ev = self._queue[0]
+        subs = self._index.lookup(ev.topic)
+        self._queue.popleft()
         self._dispatched_seq = ev.seq
-        return ev, self._index.lookup(ev.topic)
+        return ev, subs
+
+    def _requeue(self, event: Event, subs: tuple[Subscription, ...], current: Subscription) -> None:
+        """Put the subscribers after ``current`` first in line for ``event``: an
+        interrupted delivery resumes with the next publish or flush."""
+        rest = subs[subs.index(current) + 1 :]
+        with self._lock:
+            self._direct.extendleft((event, sub) for sub in reversed(rest))
 
     def subscribe(self, sub: Subscription, start: str | float) -> None:
         sub._key = self._index.add(sub.pattern, sub)
