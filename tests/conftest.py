@@ -141,9 +141,9 @@ _kafka_prefixes = iter(range(1, 1_000_000))
 def kafka_cluster():
     """One mock Kafka cluster (3 brokers) for the tests that never fault it."""
     pytest.importorskip("confluent_kafka")
-    from hms_bus.backends.kafka.mock import MockCluster
+    from hms_bus.backends.kafka.mock import MockKafkaCluster
 
-    with MockCluster(3) as cluster:
+    with MockKafkaCluster(3) as cluster:
         yield cluster
 
 

@@ -19,13 +19,13 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition  # no
 import hms_bus  # noqa: E402
 from hms_bus import Bus, HmsBusError, VirtualClock  # noqa: E402
 from hms_bus.backends import kafka_backend  # noqa: E402
-from hms_bus.backends.kafka.mock import ALL_BROKERS, PRODUCE, MockCluster  # noqa: E402
+from hms_bus.backends.kafka.mock import ALL_BROKERS, PRODUCE, MockKafkaCluster  # noqa: E402
 
 
 @pytest.fixture
 def cluster():
     """A mock cluster of this test's own, for taking brokers away."""
-    with MockCluster(3) as c:
+    with MockKafkaCluster(3) as c:
         yield c
 
 

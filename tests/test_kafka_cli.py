@@ -17,7 +17,7 @@ from confluent_kafka import Producer  # noqa: E402
 
 from hms_bus import HmsBusError  # noqa: E402
 from hms_bus.backends import kafka_backend  # noqa: E402
-from hms_bus.backends.kafka.mock import MockCluster  # noqa: E402
+from hms_bus.backends.kafka.mock import MockKafkaCluster  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "hms_bus"]
@@ -115,7 +115,7 @@ def test_kafka_mock_command_stops_on_sigterm_and_its_cluster_goes(mock_process):
 
 def test_mock_clusters_start_in_milliseconds_and_are_independent():
     t0 = time.monotonic()
-    with MockCluster(3) as a, MockCluster(1) as b:
+    with MockKafkaCluster(3) as a, MockKafkaCluster(1) as b:
         assert time.monotonic() - t0 < 1
         assert a.url.startswith("kafka://127.0.0.1:") and len(a.bootstrap.split(",")) == 3
         producer = Producer({"bootstrap.servers": a.bootstrap})
@@ -126,14 +126,14 @@ def test_mock_clusters_start_in_milliseconds_and_are_independent():
             not in Producer({"bootstrap.servers": b.bootstrap}).list_topics(timeout=5).topics
         )
     assert not a.running
-    with pytest.raises(HmsBusError, match="is closed; start a new MockCluster"):
+    with pytest.raises(HmsBusError, match="is closed; start a new MockKafkaCluster"):
         a.broker_down()
 
 
 def test_mock_cluster_refuses_a_bad_broker_count_and_bad_requests():
     with pytest.raises(ValueError, match="brokers must be an int from 1 to 16, such as 3, got 0"):
-        MockCluster(0)
-    with MockCluster(1) as cluster:
+        MockKafkaCluster(0)
+    with MockKafkaCluster(1) as cluster:
         cluster.create_topic("made.here", 2, 1)
         with pytest.raises(HmsBusError, match="create_topic\\('made.here'\\) failed: .*EXISTS"):
             cluster.create_topic("made.here", 2, 1)

@@ -204,8 +204,13 @@ def test_the_surge_after_landfall_raises_requests_and_hlt_can_degrade():
         "landfall_surge",
         seed=7,
         hours=3,
-        **{"landfall.at_h": 1, "understaffed.start_h": 1, "understaffed.workers": 1,
-           "hlt.service_s": 5, "citizens.surge": 6},
+        **{
+            "landfall.at_h": 1,
+            "understaffed.start_h": 1,
+            "understaffed.workers": 1,
+            "hlt.service_s": 5,
+            "citizens.surge": 6,
+        },
     )
     per_hour = r.events[r.events.topic == "portal.request"].groupby(r.events.hour // 1).size()
     assert per_hour.loc[1] > 3 * per_hour.loc[0]

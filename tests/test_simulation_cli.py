@@ -404,9 +404,7 @@ def test_a_fraction_for_a_whole_number_says_whole_number(capsys, no_run):
 @pytest.mark.parametrize("command", ["run", "sweep"])
 def test_an_incident_after_the_run_ends_is_refused(command, capsys, tmp_path, no_run):
     out = tmp_path / "out"
-    line = fails(
-        [command, "bank_outage", "--set", "outage.start_h=30", "--out", str(out)], capsys
-    )
+    line = fails([command, "bank_outage", "--set", "outage.start_h=30", "--out", str(out)], capsys)
     assert "bank outage 30h-31.5h starts after the 24 h run ends" in line
     assert not out.exists()
 

@@ -60,6 +60,7 @@ def test_actors_keep_their_own_random_streams_so_a_flood_changes_no_citizens_out
     over = {"landfall.at_h": 1}
     plain = run("calm", seed=4, hours=2, **over)
     flooded = run("calm", seed=4, hours=2, **over, **{"flood.start_h": 0.5, "flood.hours": 1})
+
     def outcomes(r):
         checked = r.select("hlt.checked")
         return dict(zip(checked["citizen"], checked["outcome"], strict=True))
@@ -103,8 +104,7 @@ def test_an_alert_outside_every_incident_and_grace_is_false(bad_day):
     sp = bad_day.spans
     for row in sp.itertuples():
         inside = any(
-            i.start_h <= row.start_h <= i.end_h + 900 / 3600
-            for i in bad_day.incidents.itertuples()
+            i.start_h <= row.start_h <= i.end_h + 900 / 3600 for i in bad_day.incidents.itertuples()
         )
         assert row.true_alert == inside
 

@@ -2,7 +2,7 @@
 
 ``hms_bus.use("kafka://127.0.0.1:9092")`` or ``HMS_BUS_URL=kafka://...``
 puts the default bus on Kafka; :class:`KafkaBackend` does it for one
-:class:`~hms_bus.Bus`. :class:`~hms_bus.backends.kafka.mock.MockCluster`
+:class:`~hms_bus.Bus`. :class:`~hms_bus.backends.kafka.mock.MockKafkaCluster`
 runs librdkafka's mock cluster, for trying it without a broker.
 
 confluent-kafka loads with the first use of :class:`KafkaBackend`, so the

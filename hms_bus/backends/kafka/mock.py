@@ -6,14 +6,14 @@ real TCP listeners on 127.0.0.1 that any Kafka client can reach. confluent-
 kafka has no binding for it, so this module calls its C functions through
 ``ctypes``::
 
-    from hms_bus.backends.kafka.mock import MockCluster
-    with MockCluster(brokers=3) as cluster:
+    from hms_bus.backends.kafka.mock import MockKafkaCluster
+    with MockKafkaCluster(brokers=3) as cluster:
         bus = hms_bus.use(cluster.url)        # kafka://127.0.0.1:38073,...
         cluster.broker_down()                 # every broker away...
         cluster.broker_up()                   # ...and back
 
 The cluster lives inside the Python process that made it: it stops with
-:meth:`MockCluster.close` or when that process ends. ``python -m hms_bus
+:meth:`MockKafkaCluster.close` or when that process ends. ``python -m hms_bus
 kafka-mock`` runs one in a process of its own and prints its URL.
 
 What the mock does not do like a real broker (all seen with librdkafka 2.16):
@@ -36,13 +36,13 @@ import os
 
 from ...errors import HmsBusError
 
-__all__ = ["MockCluster", "librdkafka_path", "ALL_BROKERS", "PRODUCE", "FETCH"]
+__all__ = ["MockKafkaCluster", "librdkafka_path", "ALL_BROKERS", "PRODUCE", "FETCH"]
 
 ALL_BROKERS = -1
-"""Broker id meaning "every broker" in :meth:`MockCluster.broker_down` and ``broker_up``."""
+"""Broker id meaning "every broker" in :meth:`MockKafkaCluster.broker_down` and ``broker_up``."""
 
 PRODUCE = 0
-"""Kafka's ApiKey of a Produce request (for :meth:`MockCluster.push_errors`)."""
+"""Kafka's ApiKey of a Produce request (for :meth:`MockKafkaCluster.push_errors`)."""
 
 FETCH = 1
 """Kafka's ApiKey of a Fetch request."""
@@ -116,7 +116,7 @@ def _load() -> ctypes.CDLL:
     return _lib
 
 
-class MockCluster:
+class MockKafkaCluster:
     """A mock Kafka cluster of ``brokers`` brokers on 127.0.0.1, on free ports.
 
     Starting one takes about a millisecond. Clients reach it through
@@ -159,7 +159,7 @@ class MockCluster:
 
     def _live(self) -> ctypes.c_void_p:
         if self._cluster is None:
-            raise HmsBusError(f"{self!r} is closed; start a new MockCluster()")
+            raise HmsBusError(f"{self!r} is closed; start a new MockKafkaCluster()")
         return self._cluster
 
     def _check(self, code: int, what: str) -> None:
@@ -228,7 +228,7 @@ class MockCluster:
             self._lib.rd_kafka_destroy(self._handle)
             self._handle = None
 
-    def __enter__(self) -> MockCluster:
+    def __enter__(self) -> MockKafkaCluster:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -242,4 +242,4 @@ class MockCluster:
 
     def __repr__(self) -> str:
         state = self.bootstrap if self.running else "closed"
-        return f"<MockCluster {self.brokers} brokers {state}>"
+        return f"<MockKafkaCluster {self.brokers} brokers {state}>"
