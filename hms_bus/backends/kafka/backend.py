@@ -96,10 +96,10 @@ class KafkaBackend(TodaysDelivery, Backend):
         limit: int | None,
         upto: Position | None = None,
     ) -> list[Event]:
-        """Kept events matching ``pattern``: what the memory backend would still hold.
+        """Kept events matching ``pattern``: what the brokers still hold.
 
-        Besides Kafka's own retention (on the brokers' clock), events older than
-        ``retention`` on the bus clock are left out, as the memory backend does.
+        Retention is the brokers' (``retention.ms`` on their clock), as on NATS:
+        a reader on another clock (a CLI next to a simulation) sees the same events.
         """
         if upto is None:
             self.sender.producer.flush(self.config.message_timeout)  # read your own writes
@@ -108,9 +108,8 @@ class KafkaBackend(TodaysDelivery, Backend):
         else:
             offsets = upto.offsets()
             names = {tp[0] for tp in offsets}
-        floor = self.bus.clock.now() - self.config.retention
         topics = self.topics.candidates(pattern, names)
-        return self.reader.read(topics, pattern, since, until, limit, offsets, floor)
+        return self.reader.read(topics, pattern, since, until, limit, offsets)
 
     def _count_duplicates(self, n: int) -> None:
         self._duplicates_read += n

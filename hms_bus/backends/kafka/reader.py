@@ -22,7 +22,6 @@ librdkafka consumer used from two threads at once can hang.
 
 from __future__ import annotations
 
-import math
 import secrets
 import threading
 import time
@@ -106,9 +105,8 @@ class RangeReader:
         until: float | None,
         limit: int | None,
         upto: Mapping[TP, int] | None = None,
-        floor: float | None = None,
     ) -> list[Event]:
-        """Events matching ``pattern`` with ``since <= time <= until`` (and ``>= floor``).
+        """Events matching ``pattern`` with ``since <= time <= until``.
 
         Each partition of ``topics`` is read below ``upto[partition]`` (missing
         from ``upto``: not read), or below its current end when ``upto`` is None.
@@ -118,17 +116,16 @@ class RangeReader:
             tps = self.cluster.partitions(topics)
             consumer = self._reader(sorted({tp[0] for tp in tps}))
             ends = self.cluster.ends(tps)
-            lower = since if floor is None else max(-math.inf if since is None else since, floor)
             ranges: dict[TP, tuple[int, int]] = {}
             for tp, (lo, hi) in ends.items():
                 if upto is not None:
                     hi = min(hi, upto.get(tp, lo))
                 if lo < hi:
                     ranges[tp] = (lo, hi)
-            if lower is not None and ranges:
-                starts = self._starts(consumer, ranges, timestamp_ms(lower - SKEW_S))
+            if since is not None and ranges:
+                starts = self._starts(consumer, ranges, timestamp_ms(since - SKEW_S))
                 ranges = {tp: (starts[tp], hi) for tp, (_, hi) in ranges.items() if starts[tp] < hi}
-            records = self._scan(consumer, ranges, pattern, lower, until, limit)
+            records = self._scan(consumer, ranges, pattern, since, until, limit)
         records.sort(key=Record.order)
         seen: set[bytes] = set()
         out: list[Event] = []
