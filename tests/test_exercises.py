@@ -122,8 +122,20 @@ WRONG: dict[str, list[str]] = {
         "rerun, again = bus, sent",
     ],
     "10.3": ["cli_ids = []", 'cli_ids = [e["id"] for e in replay("payments.*")]'],
-    "11.1": ["quiet = 2", "quiet = 8"],
-    "11.2": [
+    "11.1": [
+        'def kafka_topic_of(topic):\n    return "hms." + topic',
+        'def kafka_topic_of(topic):\n    return topic.split(".")[0]',
+        'def kafka_topic_of(topic):\n    return "hms.payments"',
+    ],
+    "11.2": ["predicted = 1", "predicted = 4"],
+    "11.3": [
+        'ordered = hms_bus.use(cluster.url, clock=VirtualClock("2021-08-29T12:00:00Z"))\n'
+        'ordered.publish("payments.sent", {})\nordered.publish("bank.error", {})',
+        'ordered = hms_bus.use(cluster.url + "?single=hms.all",'
+        ' clock=VirtualClock("2021-08-29T12:00:00Z"))\nordered.publish("payments.sent", {})',
+    ],
+    "12.1": ["quiet = 2", "quiet = 8"],
+    "12.2": [
         'slow_night = Scenario.load("bank_outage").override({"slowdown.start_h": 3,'
         ' "slowdown.hours": 1})',
         'slow_night = Scenario.load("bank_slowdown").override({"slowdown.start_h": 3,'

@@ -37,7 +37,8 @@ PATH = [
     "08-hurricane-ida-simulation.ipynb",
     "09-governors-dashboard.ipynb",
     "10-nats-backend.ipynb",
-    "11-for-instructors.ipynb",
+    "11-kafka-backend.ipynb",
+    "12-for-instructors.ipynb",
 ]
 """The learner's path, in order."""
 
@@ -296,7 +297,7 @@ def test_index_gives_time_and_prerequisites_and_maps_the_six_concepts():
 
 
 def test_instructor_notebook_lists_common_mistakes_for_every_notebook():
-    text = "".join(source(c) for c in load("11-for-instructors.ipynb")["cells"])
+    text = "".join(source(c) for c in load("12-for-instructors.ipynb")["cells"])
     table = text[text.index("## Common mistakes") :]
     for number in range(1, len(PATH)):
         assert re.search(rf"^\| {number:02d} ", table, re.M), number
