@@ -20,6 +20,7 @@ import weakref
 from collections.abc import Mapping
 from typing import Any
 
+from ...errors import HmsBusError
 from ...event import Event
 from ..base import Backend
 from ._today import TodaysDelivery
@@ -139,13 +140,25 @@ class KafkaBackend(TodaysDelivery, Backend):
         feed = self.feed
         if feed is None or threading.current_thread() is feed.thread:
             return
+        if not feed.thread.is_alive():
+            raise HmsBusError(f"the Kafka feed of {self.url} has stopped: {feed.last_error}")
         left = _left(deadline)
         ends = feed.call(feed.sync, 30 if left is None else left)
+        progress, since = feed.progress(), time.monotonic()
         while not feed.caught_up(ends):
-            if deadline is not None and time.monotonic() > deadline:
+            now = time.monotonic()
+            if deadline is not None and now > deadline:
                 raise TimeoutError(
                     f"flush() timed out after {timeout} s: events are stored on Kafka at "
                     f"{self.url} but the feed has not read them all yet"
+                )
+            if feed.progress() != progress:
+                progress, since = feed.progress(), now
+            elif now - since > self.config.message_timeout or not feed.thread.is_alive():
+                raise HmsBusError(
+                    f"the Kafka feed of {self.url} read nothing for "
+                    f"{now - since:.0f} s although records wait "
+                    f"({feed.last_error or self.sender.errors.last or 'no reason given'})"
                 )
             time.sleep(0.002)
 

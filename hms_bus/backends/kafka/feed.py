@@ -107,6 +107,7 @@ class Feed:
         self.duplicates = 0
         self.skipped_gaps = 0
         self.last_error = ""
+        self._taken = 0
         self._expect = dict(expect)
         self._offsets: dict[TP, int] = {}  # next offset to hand on, per partition
         self._base: dict[TP, int] = {}
@@ -165,6 +166,10 @@ class Feed:
     def look_for_topics(self) -> None:
         """Look for new Kafka topics now, not at the next ``refresh``."""
         self._refresh_now.set()
+
+    def progress(self) -> int:
+        """A number that grows with every record the feed takes (for stall checks)."""
+        return self._taken
 
     def caught_up(self, ends: dict[TP, tuple[int, int]]) -> bool:
         """Whether every record below ``ends`` has been handed on."""
@@ -258,6 +263,7 @@ class Feed:
         now = time.monotonic()
         waiting = self._waiting
         prefix = self.config.prefix
+        self._taken += len(batch)
         for msg in batch:
             err = msg.error()
             if err is not None:
