@@ -191,6 +191,22 @@ def test_kept_events_do_not_depend_on_the_readers_clock(kafka_url, make_bus):
         wall.close()
 
 
+def test_max_retained_counts_the_newest_events_across_kafka_topics(kafka_url, make_bus):
+    """Kafka has no retention by count: readers keep the newest N of all families."""
+    bus = make_bus(kafka_url, max_retained=3)
+    memory = Bus(clock=VirtualClock(), seed=1, max_retained=3)
+    for b in (bus, memory):
+        for n in range(6):
+            b.publish(["pay.x", "bank.y"][n % 2], n)
+            b.clock.advance(1)
+    assert [e.data for e in bus.replay()] == [e.data for e in memory.replay()] == [3, 4, 5]
+    assert [e.data for e in bus.replay("pay.*")] == [4]
+    got: list = []
+    bus.subscribe(">", got.append)
+    bus.flush(10)
+    assert [e.data for e in got] == [3, 4, 5]
+
+
 def test_the_producer_is_idempotent(kafka_url):
     """librdkafka refuses more than 5 requests in flight only for an idempotent producer."""
     with pytest.raises(ValueError, match="enable.idempotence"):

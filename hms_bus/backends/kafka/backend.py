@@ -110,7 +110,8 @@ class KafkaBackend(TodaysDelivery, Backend):
             offsets = upto.offsets()
             names = {tp[0] for tp in offsets}
         topics = self.topics.candidates(pattern, names)
-        return self.reader.read(topics, pattern, since, until, limit, offsets)
+        owned = self.topics.candidates(">", names)  # what max_retained counts
+        return self.reader.read(topics, pattern, since, until, limit, offsets, owned)
 
     def _count_duplicates(self, n: int) -> None:
         self._duplicates_read += n

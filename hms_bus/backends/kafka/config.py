@@ -36,6 +36,7 @@ OPTIONS = (
     "replication",
     "retention",
     "max_bytes",
+    "max_retained",
     "connect_timeout",
     "message_timeout",
     "fetch_wait_ms",
@@ -83,6 +84,7 @@ class KafkaConfig:
     replication: int | None = None
     retention: float = DEFAULT_WINDOW_S
     max_bytes: int | None = None
+    max_retained: int | None = None
     connect_timeout: float = 3.0
     message_timeout: float = 30.0
     fetch_wait_ms: int = 50
@@ -108,7 +110,9 @@ def parse(url: object, conf: Mapping[str, Any] | None = None, **options: Any) ->
     Kafka topic for every bus topic: one global order), ``partitions`` of
     topics the backend creates (1), ``replication`` of those (the broker's
     default), ``retention`` in seconds (24 h) and ``max_bytes`` per partition
-    (none) set on topics the backend creates, ``connect_timeout`` (3 s),
+    (none) set on topics the backend creates, ``max_retained`` (none: Kafka
+    has no retention by count, so readers count the newest that many events
+    as kept; the records stay on the brokers), ``connect_timeout`` (3 s),
     ``message_timeout`` (30 s before an unacknowledged event counts as lost),
     ``fetch_wait_ms`` (50: how long a broker may hold a fetch), ``refresh``
     (0.5 s between looks for new topics) and ``reorder_hold`` (0.5 s: how long
@@ -211,8 +215,8 @@ def _checked(name: str, value: Any, url: str) -> Any:
         if len(value) > limit:
             raise ValueError(f"{name} is {len(value)} characters long{where}; at most {limit}")
         return value
-    if name in ("partitions", "replication", "max_bytes", "fetch_wait_ms"):
-        if name in ("replication", "max_bytes") and value is None:
+    if name in ("partitions", "replication", "max_bytes", "max_retained", "fetch_wait_ms"):
+        if name in ("replication", "max_bytes", "max_retained") and value is None:
             return None
         n = _number(name, value, where, int)
         low = 0 if name == "fetch_wait_ms" else 1

@@ -105,27 +105,43 @@ class RangeReader:
         until: float | None,
         limit: int | None,
         upto: Mapping[TP, int] | None = None,
+        scope: list[str] | None = None,
     ) -> list[Event]:
         """Events matching ``pattern`` with ``since <= time <= until``.
 
         Each partition of ``topics`` is read below ``upto[partition]`` (missing
         from ``upto``: not read), or below its current end when ``upto`` is None.
-        ``limit`` keeps the first ``limit`` events in the merged order.
+        ``limit`` keeps the first ``limit`` events in the merged order. With
+        ``max_retained`` set, only the newest that many events of all the
+        Kafka topics in ``scope`` count as kept.
         """
         with self._lock:
-            tps = self.cluster.partitions(topics)
-            consumer = self._reader(sorted({tp[0] for tp in tps}))
-            ends = self.cluster.ends(tps)
-            ranges: dict[TP, tuple[int, int]] = {}
-            for tp, (lo, hi) in ends.items():
-                if upto is not None:
-                    hi = min(hi, upto.get(tp, lo))
-                if lo < hi:
-                    ranges[tp] = (lo, hi)
+            keep = self.config.max_retained
+            names = sorted(set(topics) | set(scope or [])) if keep is not None else topics
+            ends = self._ends(names, upto)
+            consumer = self._reader(sorted({tp[0] for tp in ends}))
+            if keep is not None:
+                ends = self._newest(consumer, ends, keep)
+            wanted = set(topics)
+            ranges = {tp: r for tp, r in ends.items() if tp[0] in wanted}
             if since is not None and ranges:
                 starts = self._starts(consumer, ranges, timestamp_ms(since - SKEW_S))
                 ranges = {tp: (starts[tp], hi) for tp, (_, hi) in ranges.items() if starts[tp] < hi}
             records = self._scan(consumer, ranges, pattern, since, until, limit)
+        return self._unique(records)[:limit] if limit is not None else self._unique(records)
+
+    def _ends(self, names: list[str], upto: Mapping[TP, int] | None) -> dict[TP, tuple[int, int]]:
+        """The non-empty ``[first, end)`` ranges of every partition of ``names``."""
+        ranges: dict[TP, tuple[int, int]] = {}
+        for tp, (lo, hi) in self.cluster.ends(self.cluster.partitions(names)).items():
+            if upto is not None:
+                hi = min(hi, upto.get(tp, lo))
+            if lo < hi:
+                ranges[tp] = (lo, hi)
+        return ranges
+
+    def _unique(self, records: list[Record]) -> list[Event]:
+        """The events of ``records`` in the merged order, each key once."""
         records.sort(key=Record.order)
         seen: set[bytes] = set()
         out: list[Event] = []
@@ -135,7 +151,30 @@ class RangeReader:
                 continue
             seen.add(record.key)
             out.append(record.event)
-        return out[:limit] if limit is not None else out
+        return out
+
+    def _newest(
+        self, consumer: Consumer, ranges: dict[TP, tuple[int, int]], keep: int
+    ) -> dict[TP, tuple[int, int]]:
+        """``ranges`` cut to the newest ``keep`` events across all of them.
+
+        Kafka has no retention by count: the newest ``keep`` of the merged
+        order lie among the last ``keep`` records of each partition, which are
+        read, merged and counted from the newest.
+        """
+        tails = {tp: (max(lo, hi - keep), hi) for tp, (lo, hi) in ranges.items()}
+        records = self._scan(consumer, tails, ">", None, None, None, offsets=True)
+        records.sort(key=lambda item: item[0].order())
+        firsts: dict[TP, int] = {}
+        seen: set[bytes] = set()
+        for record, tp, offset in reversed(records):
+            if record.key in seen:
+                continue
+            if len(seen) == keep:
+                break
+            seen.add(record.key)
+            firsts[tp] = min(offset, firsts.get(tp, offset))
+        return {tp: (firsts[tp], hi) for tp, (_, hi) in ranges.items() if tp in firsts}
 
     # -- where to start ---------------------------------------------------------
 
@@ -209,7 +248,9 @@ class RangeReader:
         since: float | None,
         until: float | None,
         limit: int | None,
-    ) -> list[Record]:
+        offsets: bool = False,
+    ) -> list[Any]:
+        """The matching records of ``ranges`` (with their partition and offset if asked)."""
         if not ranges:
             return []
         prefix = self.config.prefix
@@ -253,7 +294,7 @@ class RangeReader:
                     if hit is None:
                         hit = hits[topic] = matches(pattern, topic)
                     if hit and (since is None or t >= since) and (until is None or t <= until):
-                        out.append(record)
+                        out.append((record, tp, offset) if offsets else record)
                         taken[tp] = taken.get(tp, 0) + 1
                         if limit is not None and taken[tp] >= limit:
                             del open_[tp]  # the first `limit` overall need no more from here
