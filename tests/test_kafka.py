@@ -35,8 +35,9 @@ def make_bus():
     made: list[Bus] = []
 
     def make(url: str, clock=None, **options) -> Bus:
-        options.setdefault("fetch_wait_ms", 10)
-        options.setdefault("refresh", 0.2)
+        for name, quick in (("fetch_wait_ms", 10), ("refresh", 0.2)):
+            if f"{name}=" not in url:
+                options.setdefault(name, quick)
         bus = Bus(kafka_backend(url, **options), clock=clock or VirtualClock(), seed=1)
         made.append(bus)
         return bus
@@ -207,6 +208,14 @@ def test_max_retained_counts_the_newest_events_across_kafka_topics(kafka_url, ma
     assert [e.data for e in got] == [3, 4, 5]
 
 
+def test_a_read_only_bus_refuses_publishes_and_creates_nothing(kafka_url, make_bus):
+    reader = make_bus(kafka_url, readonly=True)
+    with pytest.raises(HmsBusError, match="this bus is read-only"):
+        reader.publish("payments.sent", {})
+    assert reader.replay() == [] and reader.status()["published"] == 0
+    assert reader.status()["created_topics"] == reader.status()["found_topics"] == []
+
+
 def test_the_producer_is_idempotent(kafka_url):
     """librdkafka refuses more than 5 requests in flight only for an idempotent producer."""
     with pytest.raises(ValueError, match="enable.idempotence"):
@@ -251,7 +260,7 @@ def test_an_existing_topic_is_used_as_it_is(cluster, make_bus):
 
 
 def test_a_topic_made_after_subscribing_is_read_from_its_start(kafka_url, make_bus, received):
-    bus = make_bus(kafka_url, refresh=1.0)
+    bus = make_bus(kafka_url.replace("refresh=0.2", "refresh=1.0"))
     prefix = kafka_url.split("prefix=")[1].split("&")[0]
     bus.subscribe(">", received.append, deliver="new")
     bootstrap = kafka_url.split("//")[1].split("?")[0]

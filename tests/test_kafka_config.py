@@ -29,14 +29,16 @@ def test_url_gives_servers_options_and_librdkafka_settings():
     assert cfg.client_conf()["bootstrap.servers"] == "k1:9092,k2:9092,[::1]:9093"
 
 
-def test_keywords_and_conf_work_like_the_query_and_the_url_wins():
+def test_keywords_and_conf_work_like_the_query():
     cfg = parse(
-        "kafka://k:9092?partitions=2",
+        "kafka://k:9092?partitions=2&readonly=yes",
         conf={"client.id": "ops"},
-        partitions=5,
         retention=timedelta(hours=2),
     )
     assert (cfg.partitions, cfg.retention, cfg.librdkafka["client.id"]) == (2, 7200.0, "ops")
+    assert cfg.readonly is True and parse("kafka://k", readonly=False).readonly is False
+    with pytest.raises(ValueError, match="partitions given both in .* and as a keyword"):
+        parse("kafka://k:9092?partitions=2", partitions=5)
 
 
 @pytest.mark.parametrize(
@@ -56,6 +58,7 @@ def test_keywords_and_conf_work_like_the_query_and_the_url_wins():
         ("kafka://k:9092?prefix=..", "prefix='..'.*is not a Kafka topic name"),
         ("kafka://k:9092?single=" + "x" * 250, "single is 250 characters long"),
         ("kafka://k:9092?prefix", "bad query item 'prefix'"),
+        ("kafka://k:9092?readonly=maybe", "readonly must be true or false"),
         ("kafka://k:9092?prefix=a&prefix=b", "option 'prefix' is given twice"),
         ("kafka://k:9092?acks=1", "acks in .*the backend sets these itself"),
         ("kafka://k:9092?enable.idempotence=false", "enable.idempotence in .*sets these itself"),

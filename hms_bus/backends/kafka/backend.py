@@ -67,6 +67,10 @@ class KafkaBackend(TodaysDelivery, Backend):
     # -- storing -----------------------------------------------------------------
 
     def append(self, event: Event) -> None:
+        if self.config.readonly:
+            raise HmsBusError(
+                f"this bus is read-only (readonly=true on {self.url}); publish on a bus without it"
+            )
         route = self._routes.get(event.topic) or self._route(event.topic)
         self.sender.send(event, route[0], route[1])
 

@@ -42,6 +42,7 @@ OPTIONS = (
     "fetch_wait_ms",
     "refresh",
     "reorder_hold",
+    "readonly",
 )
 """The backend's own options, by URL query name and keyword."""
 
@@ -90,6 +91,7 @@ class KafkaConfig:
     fetch_wait_ms: int = 50
     refresh: float = 0.5
     reorder_hold: float = 0.5
+    readonly: bool = False
     librdkafka: Mapping[str, Any] = field(default_factory=dict)
     url: str = ""
 
@@ -115,8 +117,10 @@ def parse(url: object, conf: Mapping[str, Any] | None = None, **options: Any) ->
     as kept; the records stay on the brokers), ``connect_timeout`` (3 s),
     ``message_timeout`` (30 s before an unacknowledged event counts as lost),
     ``fetch_wait_ms`` (50: how long a broker may hold a fetch), ``refresh``
-    (0.5 s between looks for new topics) and ``reorder_hold`` (0.5 s: how long
-    the feed waits for a bus's missing event before it moves on).
+    (0.5 s between looks for new topics), ``reorder_hold`` (0.5 s: how long
+    the feed waits for a bus's missing event before it moves on) and
+    ``readonly`` (false; true refuses publishes, for commands that only read).
+    An option comes from the URL or a keyword, not both.
     """
     if not isinstance(url, str):
         raise TypeError(f"url must be a str such as 'kafka://127.0.0.1:9092', got {url!r}")
@@ -135,6 +139,11 @@ def parse(url: object, conf: Mapping[str, Any] | None = None, **options: Any) ->
             f"{', '.join(refused)} in {shown(url)!r}: the backend sets these itself "
             f"(an idempotent producer with acks=all, readers without consumer groups); "
             f"leave them out"
+        )
+    twice = sorted(k for k in given if k in options or k in conf)
+    if twice:
+        raise ValueError(
+            f"{', '.join(twice)} given both in {shown(url)!r} and as a keyword; give each once"
         )
     unknown = sorted(k for k in {*given, *options} if k not in OPTIONS and "." not in k)
     if unknown:
@@ -203,6 +212,21 @@ def _query(query: str, url: str) -> dict[str, str]:
 def _checked(name: str, value: Any, url: str) -> Any:
     """One of the backend's own options, converted and checked."""
     where = f" (in {shown(url)!r})"
+    if name == "readonly":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in (
+            "1",
+            "true",
+            "yes",
+            "on",
+            "0",
+            "false",
+            "no",
+            "off",
+        ):
+            return value.lower() in ("1", "true", "yes", "on")
+        raise ValueError(f"readonly must be true or false (1 or 0), got {value!r}{where}")
     if name in ("prefix", "single"):
         if value is None and name == "single":
             return None
