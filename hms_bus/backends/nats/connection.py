@@ -263,6 +263,7 @@ class Connection:
         self.down_since: float | None = None
         self.closed = False
         self.nc: Any = None
+        self._opening = False
         self.on_reconnect: list[Callable[[], None]] = []
         """Called on the loop after each reconnect."""
         self.loop = asyncio.new_event_loop()
@@ -302,6 +303,7 @@ class Connection:
     async def open(self) -> None:
         """Connect, or raise :class:`HmsBusError` with the reason within ``connect_timeout``."""
         timeout = self.options.connect_timeout
+        self._opening = True  # the reason goes into the error raised, not also into the log
         try:
             self.nc = await asyncio.wait_for(nats.connect(**self.connect_options()), timeout)
         except (asyncio.TimeoutError, OSError, nats.errors.Error) as exc:
@@ -310,10 +312,12 @@ class Connection:
                 f"cannot reach a NATS server at {self.label} within {timeout:g} s ({why}); "
                 f"{HOW_TO_START}"
             ) from None
+        finally:
+            self._opening = False
 
     async def _on_error(self, exc: Exception) -> None:
         text = f"{type(exc).__name__}: {exc}"
-        if text != self.last_error:
+        if text != self.last_error and not self._opening:
             log.warning("NATS at %s: %s", self.label, text)
         self.last_error = text
 

@@ -208,6 +208,11 @@ def _explain(exc: Exception, options: NatsOptions, budget: float) -> HmsBusError
                 f"replicas={replicas} needs a cluster of at least {replicas} JetStream "
                 f"servers; lower ?replicas="
             )
+        elif code == 10047:
+            advice = (
+                f"the server cannot reserve max_bytes={options.wanted()['max_bytes']:,} for "
+                f"it; lower ?max_bytes=, or give the server more storage (max_file_store)"
+            )
         else:
             advice = "check the URL's retention, max_retained, max_bytes and duplicate_window"
         return HmsBusError(
