@@ -220,12 +220,6 @@ def parse_options(url: object, **given: Any) -> NatsOptions:
             opts.asked[STREAM_SETTINGS[key]] = parsed
         else:
             setattr(opts, key, parsed)
-    window, age = opts.asked.get("duplicate_window"), opts.wanted()["max_age"]
-    if window is not None and age and window > age:
-        raise ValueError(
-            f"duplicate_window={window:g} s is longer than the retention ({age:g} s), which "
-            f"JetStream refuses; shorten it or keep events longer"
-        )
     if opts.readonly and opts.update:
         raise ValueError(f"{label!r} asks for both readonly and update; pick one")
     return opts

@@ -213,6 +213,11 @@ def _explain(exc: Exception, options: NatsOptions, budget: float) -> HmsBusError
                 f"the server cannot reserve max_bytes={options.wanted()['max_bytes']:,} for "
                 f"it; lower ?max_bytes=, or give the server more storage (max_file_store)"
             )
+        elif code == 10052:
+            advice = (
+                "change the setting it names: retention, max_retained, max_bytes, "
+                "duplicate_window (at most the retention) or prefix"
+            )
         else:
             advice = "check the URL's retention, max_retained, max_bytes and duplicate_window"
         return HmsBusError(
