@@ -199,7 +199,9 @@ def test_an_event_larger_than_max_bytes_is_refused_at_publish(url, received):
     """Was: acked, then the stream dropped it with everything else (left empty)."""
     with Bus(nats_backend(url + "&max_bytes=400")) as bus:
         kept = bus.publish("small.x", {"n": 1})
-        with pytest.raises(ValueError, match=r"is [0-9,]+ bytes on the wire, more than the 400 that"):
+        with pytest.raises(
+            ValueError, match=r"is [0-9,]+ bytes on the wire, more than the 400 that"
+        ):
             bus.publish("big.x", {"blob": "x" * 1000})
         assert bus.published == 1
         bus.subscribe(">", received.append)

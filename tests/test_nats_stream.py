@@ -114,7 +114,9 @@ def test_a_stream_of_another_application_is_refused_untouched(server, names, upd
     foreign(server, shop)
     before = config_of(server, stream)
     t0 = time.monotonic()
-    with pytest.raises(HmsBusError, match=rf"captures \['orders{stream}.>'\], not 'hms.>'.*untouched"):
+    with pytest.raises(
+        HmsBusError, match=rf"captures \['orders{stream}.>'\], not 'hms.>'.*untouched"
+    ):
         nats_backend(f"{server.url}?stream={stream}{update}")
     assert time.monotonic() - t0 < 5
     assert config_of(server, stream) == before
