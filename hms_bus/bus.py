@@ -38,7 +38,7 @@ from typing import Any
 
 from .backends.base import ALL, NEW, Backend
 from .clock import MAX_TIME, MIN_TIME, Clock, VirtualClock, WallClock, to_epoch
-from .dispatch import Dispatcher
+from .dispatch import dispatcher_for
 from .errors import HmsBusError
 from .event import Event, format_ts, freeze
 from .retention import DEFAULT_MAX_RETAINED, DEFAULT_WINDOW_S
@@ -187,9 +187,7 @@ class Bus:
         self._closed = False
         self.backend = backend
         backend.attach(self)
-        self._dispatch = dispatch = Dispatcher(self, backend)
-        self._admit = dispatch.admit
-        self._deliver = dispatch.deliver
+        self._dispatch = dispatcher_for(self, backend)
 
     # -- publishing ---------------------------------------------------------
 
@@ -205,18 +203,19 @@ class Bus:
         src = self.src if src is None else _check_src(src)
         if self._closed:
             raise HmsBusError(self._closed_message("publish"))
+        dispatch = self._dispatch
         with self.lock:
             t = self._now()
             if t < self._last:
                 t = self._last  # time on one bus never runs backwards
             seq = self._seq + 1
             ev = _new_event(topic, data, src, t, seq, self._idp)
-            due = self._admit(ev)  # the backend stores it; who gets it now, if anyone
+            due = dispatch.admit(ev)  # the backend stores it; who gets it now, if anyone
             # Counted once the backend took it: a refusal leaves no gap in seq.
             self._seq = seq
             self._last = t
         if due is not None:
-            self._deliver(ev, due)
+            dispatch.deliver(ev, due)
         return ev
 
     # -- subscribing --------------------------------------------------------

@@ -146,3 +146,22 @@ def test_use_with_a_url_and_options_makes_a_new_default_bus(default_bus):
     made = hms_bus.use("memory://", retention=60, src="opts")
     assert hms_bus.get_bus() is made and made.src == "opts"
     assert made.backend.retention.window == 60
+
+
+def test_an_interrupted_catch_up_resumes_with_the_next_flush(bus):
+    """A KeyboardInterrupt while a new subscriber receives kept events stops that
+    subscribe(); the rest of the kept events, then live ones, follow in order."""
+    sent = [bus.publish("a.b", n) for n in range(3)]
+    got: list = []
+
+    def interrupted_once(ev):
+        if ev["data"] == 0 and not got:
+            got.append("interrupted")
+            raise KeyboardInterrupt
+        got.append(ev["data"])
+
+    with pytest.raises(KeyboardInterrupt):
+        bus.subscribe("a.b", interrupted_once)
+    bus.flush(timeout=1)
+    bus.publish("a.b", 3)
+    assert got == ["interrupted", 1, 2, 3] and len(sent) == 3

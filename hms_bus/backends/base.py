@@ -23,8 +23,8 @@ P" gives every event to a new subscription exactly once.
 
 A **local** backend (``local = True``, such as the in-memory one) has no
 feed: nothing arrives from elsewhere, so the dispatcher delivers each event
-right after ``append``, in the publishing thread, and the position of an
-event is the event itself.
+right after ``append``, in the publishing thread, and a position is the
+bus's sequence number: ``read(upto=n)`` returns events with ``seq <= n``.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ class Backend:
 
     local = False
     """True for a backend without a feed: the dispatcher delivers each event
-    itself, right after :meth:`append`, and positions are events."""
+    itself, right after :meth:`append`, and positions are ``Event.seq`` values."""
 
     def attach(self, bus: Bus) -> None:
         """Called once by the bus that owns this backend (before anything else)."""

@@ -55,7 +55,7 @@ class MemoryBackend(Backend):
         since: float | None,
         until: float | None,
         limit: int | None,
-        upto: Event | None = None,
+        upto: int | None = None,
     ) -> list[Event]:
         with self._lock:
             return self.retention.replay(
@@ -64,7 +64,7 @@ class MemoryBackend(Backend):
                 until=until,
                 limit=limit,
                 now=self.bus.clock.now(),
-                max_seq=None if upto is None else upto.seq,
+                max_seq=upto,
             )
 
     def status(self) -> dict:
