@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
+import pandas as pd
 import pytest
 
 import hms_bus
 from hms_bus import Bus, VirtualClock, WallClock
-from hms_bus.monitor import Monitor, absence, default_rules, frequency, ratio, threshold
+from hms_bus.monitor import (
+    Callback,
+    Monitor,
+    Receiver,
+    Router,
+    absence,
+    backtest,
+    default_rules,
+    frequency,
+    ratio,
+    threshold,
+)
 
 T0 = VirtualClock("2021-08-29T12:00:00Z").now()
 
@@ -420,3 +433,252 @@ def test_monitor_rejects_bad_arguments(bus):
     with pytest.raises(ValueError, match="give router= or receivers=, not both"):
         Monitor(bus, router=object(), receivers=[])
     assert bus.status()["subscriptions"] == 0
+
+
+# -- rules that cannot work -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("pattern", "of", "above", "hint"),
+    [
+        ("payments.failed", "payments.*", 5, "did you mean 0.05 for 5 %"),
+        ("payments.failed", "payments.>", 20, "did you mean 0.2 for 20 %"),
+        ("payments.failed", ">", 1, "did you mean 0.01 for 1 %"),
+        ("payments.*", "payments.*", 1.5, "did you mean 0.015 for 1.5 %"),
+        ("*.failed", "*.*", 2, "share is at most 1"),
+    ],
+)
+def test_a_ratio_whose_pattern_is_covered_by_of_refuses_a_bound_of_one_or_more(
+    pattern, of, above, hint
+):
+    with pytest.raises(ValueError, match=hint):
+        ratio("failing", pattern, of=of, above=above, window=60)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "of"),
+    [
+        ("payments.retry", "payments.sent"),  # retries per payment can exceed 1
+        ("payments.*", "payments.sent"),  # of does not cover pattern
+        ("payments.>", "payments.*"),  # payments.a.b is not a payments.* event
+        ("*.failed", "payments.*"),  # partly overlapping
+    ],
+)
+def test_a_ratio_of_patterns_that_do_not_nest_may_go_above_one(pattern, of):
+    assert ratio("per_payment", pattern, of=of, above=1.5, window=60).bound == 1.5
+
+
+def test_a_ratio_above_one_fires_when_retries_outnumber_payments(bus, clock, alerts):
+    rule = ratio("retrying", "payments.retry", of="payments.sent", above=1.5, window=60)
+    with Monitor(bus, [rule]):
+        bus.publish("payments.sent")
+        for _ in range(2):
+            bus.publish("payments.retry")
+        at(clock, 1)
+    assert states(alerts) == [(0, "retrying", "firing")]
+    assert alerts[0]["data"]["value"] == 2.0
+
+
+# -- an instant is decided once everything at it is known ---------------------------------
+
+
+def test_a_notice_carries_the_value_of_its_whole_instant(bus, clock, alerts):
+    """Twenty errors at one instant: the alert fires at the fifth, and says twenty."""
+    with Monitor(bus) as mon:
+        for _ in range(20):
+            bus.publish("bank.error")
+        assert mon.stats()["error_storm"]["firing"] == 1  # decided at the fifth
+        assert alerts == []  # the notice waits for the instant to be complete
+        at(clock, 1)
+    assert states(alerts) == [(0, "error_storm", "firing")]
+    assert alerts[0]["data"]["value"] == 20 and len(alerts[0]["data"]["event_ids"]) == 10
+    assert alerts[0]["data"]["summary"] == "20 *.error events within 60 s (alert at 5)"
+
+
+def test_a_monitor_closed_mid_instant_still_sends_what_that_instant_decided(bus, clock, alerts):
+    with Monitor(bus):
+        sent = [bus.publish("bank.error") for _ in range(5)]
+    assert states(alerts) == [(0, "error_storm", "firing")]
+    assert alerts[0]["data"]["event_ids"] == [ev.id for ev in sent]
+
+
+def test_a_heartbeat_due_as_the_monitor_closes_is_not_called_missing(bus, clock, alerts):
+    with Monitor(bus, [absence("bank_down", "payments.sent", window=60)]):
+        bus.publish("payments.sent")
+        at(clock, 60)  # closed at 60 s: the next heartbeat may be arriving right now
+    assert alerts == []
+
+
+def test_the_state_at_an_instant_waits_for_the_clock_to_move_on(bus, clock, alerts):
+    with Monitor(bus, [absence("bank_down", "payments.sent", window=60)]):
+        bus.publish("payments.sent")
+        at(clock, 60)
+        assert alerts == []
+        at(clock, 60.5)
+    assert states(alerts) == [(60, "bank_down", "firing")]
+    assert alerts[0]["ts"] == "2021-08-29T12:01:00.500Z"  # published when it was known
+
+
+# -- pending is visible --------------------------------------------------------------------------
+
+
+def test_pending_incidents_show_in_active_and_in_the_timeline_on_request(bus, clock):
+    rule = frequency("storm", "*.error", count=2, window=10, for_=30)
+    with Monitor(bus, [rule]) as mon:
+        bus.publish("bank.error")
+        bus.publish("bank.error")
+        at(clock, 5)
+        assert mon.active() == []
+        assert mon.active(pending=True) == [
+            {
+                "rule": "storm",
+                "group": None,
+                "state": "pending",
+                "since": "2021-08-29T12:00:00.000Z",
+                "value": 2,
+            }
+        ]
+        assert mon.stats()["storm"]["pending"] == 1
+        at(clock, 40)  # the errors left at 10 s, before for_ ran out
+        timeline = mon.timeline(pending=True)
+        assert mon.timeline().empty
+    assert list(zip(timeline["state"], timeline["at"].dt.second, strict=True)) == [
+        ("pending", 0),
+        ("cancelled", 10),
+    ]
+    events = bus.replay("*.error")
+    again = backtest([rule], events, start=mon.started, until=clock.now(), pending=True)
+    pd.testing.assert_frame_equal(timeline, again)
+
+
+# -- closing, flushing ---------------------------------------------------------------------------
+
+
+def test_closing_with_an_open_incident_tells_its_receivers_it_ended(bus, clock):
+    got = []
+    with bus.collect("monitor.closed") as closed:
+        with Monitor(
+            bus,
+            [absence("bank_down", "payments.sent", window=60)],
+            receivers=[Callback(got.append)],
+        ) as mon:
+            at(clock, 100)
+        assert mon.timeline()["state"].tolist() == ["firing"]  # rule history only
+    assert [(d["state"], d["at"], d["reason"]) for d in got] == [
+        ("firing", "2021-08-29T12:01:00.000Z", ""),
+        ("ended", "2021-08-29T12:01:40.000Z", "monitor closed"),
+    ]
+    assert got[1]["summary"].startswith("still firing when the monitor closed; last seen: only 0")
+    (event,) = closed
+    assert event["data"]["at"] == "2021-08-29T12:01:40.000Z"
+    assert [n["rule"] for n in event["data"]["open"]] == ["bank_down"]
+    assert [e["state"] for e in mon.router.log] == ["firing", "ended"]
+
+
+def test_closing_with_nothing_open_says_nothing(bus, clock):
+    with bus.collect("monitor.closed") as closed:
+        with Monitor(bus):
+            at(clock, 100)
+    assert closed == []
+
+
+def test_a_router_elsewhere_hears_of_incidents_ended_by_a_closing_monitor(bus, clock):
+    got = []
+    router = Router()
+    router.route(Callback(got.append))
+    sub = router.listen(bus)
+    with Monitor(bus, [absence("bank_down", "payments.sent", window=60)]):
+        at(clock, 100)
+    sub.unsubscribe()
+    assert [d["state"] for d in got] == ["firing", "ended"]
+
+
+def test_flush_waits_for_every_receiver_and_the_router_is_public(bus, clock):
+    class Slow(Receiver):
+        asynchronous = True
+        name = "slow"
+
+        def __init__(self):
+            self.done, self.threads = [], []
+
+        def deliver(self, notice):
+            def later():
+                time.sleep(0.2)
+                self.done.append(notice["state"])
+                self.on_outcome(notice, self, None, 1)
+
+            t = threading.Thread(target=later)
+            self.threads.append(t)
+            t.start()
+
+        def flush(self, timeout=None):
+            for t in self.threads:
+                t.join(timeout)
+
+    slow = Slow()
+    with Monitor(bus, receivers=[slow]) as mon:
+        assert isinstance(mon.router, Router)
+        for _ in range(5):
+            bus.publish("bank.error")
+        at(clock, 1)
+        assert mon.router.log[0]["status"] == "queued"
+        mon.flush(5)
+        assert slow.done == ["firing"] and mon.router.log[0]["status"] == "sent"
+    Monitor(bus).flush()  # no receivers: nothing to wait for
+
+
+# -- one name and one type for time --------------------------------------------------------------
+
+
+def test_the_change_instant_is_at_everywhere_and_ts_is_the_publish_time(bus, clock, alerts):
+    from hms_bus.monitor.timeline import COLUMNS
+
+    got = []
+    with Monitor(
+        bus, [absence("bank_down", "payments.sent", window=60)], receivers=[Callback(got.append)]
+    ) as mon:
+        at(clock, 90)
+        bus.publish("payments.sent")
+        at(clock, 120)
+        timeline = mon.timeline()
+        log = mon.router.deliveries()
+    assert COLUMNS[0] == "at" and "ts" not in COLUMNS
+    assert list(timeline.columns) == list(COLUMNS)
+    assert str(timeline["at"].dtype) == "datetime64[ns, UTC]"
+    assert str(log["at"].dtype) == "datetime64[ns, UTC]"
+    assert timeline["at"].tolist() == log["at"].tolist()
+    stamps = ["2021-08-29T12:01:00.000Z", "2021-08-29T12:01:30.000Z"]
+    assert [d["at"] for d in got] == stamps
+    assert [a["data"]["at"] for a in alerts] == stamps
+    assert [a["ts"] for a in alerts] == ["2021-08-29T12:01:30.000Z", "2021-08-29T12:02:00.000Z"]
+    assert [pd.Timestamp(s) for s in stamps] == timeline["at"].tolist()
+
+
+def test_a_silence_that_starts_at_the_instant_an_incident_fires_covers_it(bus, clock):
+    """Both happen at one instant, which is decided as a whole: the silence is in force."""
+    got = []
+    router = Router()
+    router.route(Callback(got.append))
+    with Monitor(bus, [frequency("storm", "*.error", count=3, window=60)], router=router):
+        for _ in range(3):
+            bus.publish("bank.error")
+        router.silence(rule="storm", duration=3600, comment="known")
+        at(clock, 600)
+    assert got == [] and [e["status"] for e in router.log] == ["silenced", "not_sent"]
+
+
+def test_every_monitor_has_a_router_that_takes_receivers_later(bus, clock):
+    got = []
+    with Monitor(bus) as mon:
+        for _ in range(5):
+            bus.publish("bank.error")
+        at(clock, 1)
+        mon.router.route(Callback(got.append))
+        at(clock, 100)
+    assert got == []  # it never heard of the firing, so it hears of no resolve
+    assert [(e["state"], e["status"]) for e in mon.router.log] == [
+        ("firing", "unrouted"),
+        ("resolved", "not_sent"),
+    ]
+    with pytest.raises(TypeError, match="router must be a hms_bus.monitor.Router"):
+        Monitor(bus, router="pager")

@@ -99,8 +99,8 @@ def test_backtest_from_a_dataframe_with_iso_timestamps():
     )
     out = backtest(default_rules(), df, until="2021-08-29T12:10:00Z")
     assert list(out["state"]) == ["firing", "resolved"]
-    assert str(out["ts"][0]) == "2021-08-29 12:00:20+00:00"
-    assert str(out["ts"][1]) == "2021-08-29 12:01:00+00:00"
+    assert str(out["at"][0]) == "2021-08-29 12:00:20+00:00"
+    assert str(out["at"][1]) == "2021-08-29 12:01:00+00:00"
     assert out["event_ids"][0] == ["row-0", "row-1", "row-2", "row-3", "row-4"]
 
 
@@ -134,7 +134,7 @@ def test_backtest_rejects_bad_input():
 
 def test_empty_backtest_gives_an_empty_typed_timeline():
     df = backtest(default_rules(), [])
-    assert df.empty and list(df.columns)[:3] == ["ts", "rule", "state"]
+    assert df.empty and list(df.columns)[:3] == ["at", "rule", "state"]
 
 
 # -- rule tests ------------------------------------------------------------------------

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import socket
-import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -17,7 +13,6 @@ from hms_bus.monitor import (
     JsonLinesFile,
     Monitor,
     Router,
-    Webhook,
     absence,
     frequency,
 )
@@ -99,100 +94,6 @@ def test_callback_gets_the_published_data_and_failures_are_reported(bus, clock):
         Callback("print")
 
 
-# -- the webhook, against a real HTTP server ----------------------------------------------
-
-
-class Hook:
-    """A local HTTP server that records POSTs; it can fail or stall on purpose."""
-
-    def __init__(self, fail_first=0, delay=0.0):
-        self.bodies, self.attempts = [], 0
-        hook = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                hook.attempts += 1
-                time.sleep(delay)
-                if hook.attempts <= fail_first:
-                    self.send_response(500)
-                    self.end_headers()
-                    return
-                hook.bodies.append(json.loads(body))
-                self.send_response(200)
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def test_webhook_posts_chat_style_json(bus, clock):
-    with Hook() as server:
-        hook = Webhook(server.url)
-        with Monitor(bus, [STORM], receivers=[hook]):
-            storm(bus, clock)
-            hook.flush(5)
-        assert [b["alert"]["state"] for b in server.bodies] == ["firing", "resolved"]
-        assert server.bodies[0]["text"].startswith("FIRING error_storm at 2021-08-29T12:00:00")
-        assert hook.sent == 2 and hook.failed == 0
-
-
-def test_webhook_retries_a_failing_endpoint(bus, clock):
-    with Hook(fail_first=2) as server:
-        hook = Webhook(server.url, backoff=0.01)
-        with Monitor(bus, [STORM], receivers=[hook]):
-            storm(bus, clock, n=3)
-            hook.flush(5)
-        assert server.attempts == 4 and hook.retried == 2 and hook.sent == 2
-
-
-def test_webhook_that_never_answers_is_reported_not_lost(bus, clock):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # closed when the block ends: nobody listens there
-    hook = Webhook(f"http://127.0.0.1:{port}/", retries=2, backoff=0.01, timeout=0.5)
-    with bus.collect("monitor.delivery_failed") as failures:
-        with Monitor(bus, [STORM], receivers=[hook]) as mon:
-            storm(bus, clock)
-            hook.flush(10)
-        bus.flush()
-    assert hook.failed == 2 and hook.retried == 4
-    assert [f["data"]["state"] for f in failures] == ["firing", "resolved"]
-    assert "after 3 attempts" in failures[0]["data"]["error"]
-    assert [e["status"] for e in mon.router.log].count("failed") == 2
-
-
-def test_slow_webhook_does_not_block_the_bus(bus, clock):
-    with Hook(delay=0.5) as server:
-        hook = Webhook(server.url)
-        with Monitor(bus, [STORM], receivers=[hook]):
-            t0 = time.perf_counter()
-            storm(bus, clock)
-            took = time.perf_counter() - t0
-            hook.flush(10)
-        assert took < 0.3 and len(server.bodies) == 2
-
-
-def test_webhook_rejects_bad_settings():
-    with pytest.raises(ValueError, match="url='ftp://x' must start with http"):
-        Webhook("ftp://x")
-    with pytest.raises(ValueError, match="retries=-1"):
-        Webhook("http://127.0.0.1:9/", retries=-1)
-
-
 # -- routes -------------------------------------------------------------------------------
 
 
@@ -204,9 +105,13 @@ def test_routes_by_rule_name_and_labels(bus, clock):
     router.route(Callback(everything.append))
     with Monitor(bus, [STORM, BANK], router=router):
         storm(bus, clock)
-    assert [(d["rule"], d["state"]) for d in pages] == [("bank_down", "firing")]
+    # bank_down is still firing when the monitor closes: its pager hears it ended.
+    assert [(d["rule"], d["state"]) for d in pages] == [
+        ("bank_down", "firing"),
+        ("bank_down", "ended"),
+    ]
     assert [(d["rule"], d["state"]) for d in chat] == [("error_storm", "firing")]
-    assert len(everything) == 3
+    assert len(everything) == 4
 
 
 def test_receiver_on_two_routes_gets_a_notice_once(bus, clock):
@@ -253,6 +158,7 @@ def test_resolve_reaches_whoever_heard_of_the_incident_even_after_a_silence_bega
     with Monitor(bus, [STORM], router=router):
         for _ in range(3):
             bus.publish("bank.error")
+        clock.advance(1)  # the firing at 0 s went out
         router.silence({"team": "payments"}, duration=3600, comment="too late")
         clock.advance(600)
     assert [d["state"] for d in got] == ["firing", "resolved"]
@@ -317,6 +223,7 @@ def test_bank_down_inhibits_the_error_storm_it_causes(bus, clock):
         ("bank_down", "firing"),
         ("bank_down", "resolved"),
         ("error_storm", "firing"),
+        ("error_storm", "ended"),
     ]
     assert list(mon.timeline()["rule"]).count("error_storm") == 3
     assert [e["status"] for e in router.log if e["rule"] == "error_storm"][0] == "inhibited"
@@ -336,7 +243,7 @@ def test_inhibition_with_equal_labels_only_mutes_the_same_region(bus, clock):
         clock.advance(61)
         bus.publish("east.error")
         bus.publish("west.error")
-    assert [(d["rule"], d["state"]) for d in got] == [
+    assert [(d["rule"], d["state"]) for d in got if d["state"] == "firing"] == [
         ("down_east", "firing"),
         ("storm_west", "firing"),
     ]
@@ -352,3 +259,13 @@ def test_router_listens_to_alerts_from_a_monitor_elsewhere(bus, clock):
         bus.publish("alerts.test", {"msg": "hello from ops"})  # the chapter's manual alert
     sub.unsubscribe()
     assert [d["state"] for d in got] == ["firing", "resolved"]
+
+
+def test_console_pager_marks_an_ended_incident_apart_from_an_all_clear(bus, clock):
+    out = io.StringIO()
+    with Monitor(bus, [BANK], receivers=[ConsolePager(out, color=True)]):
+        clock.advance(200)
+    firing, ended = out.getvalue().splitlines()
+    assert "🚨 FIRING bank_down" in firing
+    assert ended.startswith("\x1b[43;30m⏹️ ENDED bank_down at 2021-08-29T12:03:20.000Z")
+    assert "(after 80 s; monitor closed)" in ended and "✅" not in ended

@@ -116,3 +116,65 @@ def test_a_rules_repr_is_code_that_builds_the_same_rule(rule):
     again = eval(repr(rule), dict(RULES))
     assert again == rule
     assert repr(again) == repr(rule)
+
+
+# -- what a notice says, per state -------------------------------------------------------------
+
+
+def test_a_resolved_absence_says_what_came_back():
+    rule = absence("bank_down", "payments.sent", window=600)
+    assert rule.summary("resolved", 186) == "payments.sent is back: 186 within 600 s (needed ≥ 1)"
+    assert rule.summary("firing", 0) == (
+        "only 0 payments.sent events within 600 s (expected at least 1)"
+    )
+
+
+def test_a_resolved_ratio_says_the_share_is_back_under_its_bound():
+    rule = ratio("failing", "payments.failed", of="payments.*", above=0.2, window=300)
+    assert rule.summary("resolved", 0.0) == "failed share 0.0 % is back under 20 %"
+    assert rule.summary("resolved", 0.2) == "failed share 20.0 % is back at 20 %"
+    assert rule.summary("firing", 0.25) == (
+        "payments.failed / payments.* over 300 s is 25.0% (above 20.0%)"
+    )
+    thin = ratio("failing", "payments.failed", of="payments.*", above=0.2, window=300, min_of=10)
+    assert thin.summary("resolved", None) == (
+        "failed share has no verdict: fewer than 10 payments.* events within 300 s"
+    )
+
+
+def test_a_resolved_frequency_says_the_storm_calmed_down():
+    rule = frequency("error_storm", "*.error", count=5, window=60)
+    assert rule.summary("resolved", 4) == "*.error calmed down: 4 within 60 s (alert at 5)"
+    hysteresis = frequency("error_storm", "*.error", count=5, window=60, clear=2)
+    assert hysteresis.summary("resolved", 1) == (
+        "*.error calmed down: 1 within 60 s (alert at 5, clears under 2)"
+    )
+
+
+def test_a_resolved_threshold_says_the_aggregate_is_back_or_that_no_data_is_left():
+    assert bank_slow(above=10_000).summary("resolved", 800.0) == (
+        "p95 of latency_ms is back under 10,000: 800 over the last 120 s"
+    )
+    assert bank_slow(below=100).summary("resolved", 250.0) == (
+        "p95 of latency_ms is back above 100: 250 over the last 120 s"
+    )
+    assert bank_slow(above=10_000).summary("resolved", None) == (
+        "p95 of latency_ms: no bank.response values left within 120 s, so nothing is above 10,000"
+    )
+
+
+def test_an_ended_notice_says_the_monitor_closed_and_what_it_last_saw():
+    rule = frequency("error_storm", "*.error", count=5, window=60)
+    assert rule.summary("ended", 7) == (
+        "still firing when the monitor closed; last seen: 7 *.error events within 60 s (alert at 5)"
+    )
+
+
+def test_the_interpolated_percentile_shows_in_repr_and_summary():
+    rule = bank_slow(above=1000).__class__  # Threshold
+    slow = threshold("slow", "bank.response", field="latency_ms", agg="p95i", above=1000, window=60)
+    assert isinstance(slow, rule)
+    assert "agg='p95i'" in repr(slow) and eval(repr(slow), dict(RULES)) == slow
+    assert slow.describe(1550.0) == "p95i of latency_ms over 60 s is 1,550 (above 1,000)"
+    with pytest.raises(ValueError, match="pNNi to interpolate"):
+        threshold("slow", "bank.response", field="latency_ms", agg="p95x", above=1, window=60)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hms_bus.monitor.windows import CountWindow, ValueWindow, nearest_rank
+from hms_bus.monitor.windows import CountWindow, ValueWindow, interpolated, nearest_rank
 
 WIDTH = 10.0
 
@@ -35,7 +35,8 @@ def brute(agg, xs):
         return max(xs)
     if agg == "min":
         return min(xs)
-    return nearest_rank(sorted(xs), int(agg[1:]) / 100)
+    quantile = interpolated if agg.endswith("i") else nearest_rank
+    return quantile(sorted(xs), int(agg[1:].rstrip("i")) / 100)
 
 
 @settings(max_examples=150, deadline=None)
@@ -57,7 +58,7 @@ def test_count_window_holds_exactly_the_events_of_the_last_width_seconds(seq):
 
 
 @settings(max_examples=150, deadline=None)
-@given(steps, st.sampled_from(["mean", "max", "min", "p95", "p50", "p1"]))
+@given(steps, st.sampled_from(["mean", "max", "min", "p95", "p50", "p1", "p95i", "p1i"]))
 def test_value_window_aggregate_matches_recount(seq, agg):
     w = ValueWindow(WIDTH, agg)
     seen, t = [], 0.0
@@ -116,3 +117,21 @@ def test_mean_does_not_drift_over_many_slides():
         w.add(float(i), None, 1e9 if i % 2 else 1e-3)
         w.expire(float(i))
     assert w.value() == pytest.approx((3 * 1e9 + 2 * 1e-3) / 5, rel=1e-12)
+
+
+def test_interpolated_percentile_is_prometheus_quantile_over_time():
+    """Eleven values, one slow: nearest rank says 3000, Prometheus says 1550."""
+    values = sorted([100.0] * 10 + [3000.0])
+    assert nearest_rank(values, 0.95) == 3000
+    assert interpolated(values, 0.95) == pytest.approx(1550)
+    assert interpolated([7.0], 0.95) == 7.0
+    assert interpolated([1.0, 2.0, 3.0, 4.0, 5.0], 0.5) == 3.0
+    assert interpolated([1.0, 2.0], 0.99) == pytest.approx(1.99)
+
+
+def test_a_p95i_window_interpolates_and_a_p95_window_does_not():
+    near, inter = ValueWindow(60, "p95"), ValueWindow(60, "p95i")
+    for i, ms in enumerate([100] * 10 + [3000]):
+        near.add(float(i), None, ms)
+        inter.add(float(i), None, ms)
+    assert (near.value(), inter.value()) == (3000, pytest.approx(1550))

@@ -6,9 +6,11 @@ with Monitor(receivers=[ConsolePager()]):   # the chapter's rule: 5 *.error with
 
 The parts, one concept per module: ``rules`` (the four rule kinds),
 ``windows`` (sliding windows), ``lifecycle`` (pending, firing, resolved),
-``evaluators`` and ``engine`` (rules over event time), ``monitor`` (live, on
-a bus), ``backtest`` (over recorded events), ``timeline`` (notices as data),
-``receivers`` and ``router`` (getting notices to people), ``ruletest``
+``evaluators`` and ``engine`` (rules over event time, each instant decided
+once), ``monitor`` (live, on a bus), ``backtest`` (over recorded events),
+``timeline`` (notices as data; ``timeline.COLUMNS``, ``at`` first),
+``receivers`` and ``router`` (getting notices to people, silences,
+inhibition), ``alertmanager`` (Alertmanager's webhook body), ``ruletest``
 (given these events, expect these alerts).
 """
 

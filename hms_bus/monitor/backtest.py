@@ -5,6 +5,12 @@
 given, and publishes nothing. For the same events, the same start and the
 same end, the timeline equals the live monitor's, row for row.
 
+Where it stops: with ``until``, watching stops at that instant exactly as
+when a live monitor is closed then: every instant before it is decided, and
+``until`` itself only as far as events stamped ``until`` decide it (the next
+heartbeat might have arrived at that very instant). Without ``until`` the
+recording is taken as complete, so its last instant is decided too.
+
 ``events`` is a list of :class:`~hms_bus.Event` (what ``replay(...)``
 returns) or a pandas DataFrame with at least the columns ``ts`` (timestamps,
 ISO text or epoch seconds), ``topic`` and ``data``; ``src`` and ``id`` are
@@ -45,6 +51,7 @@ def backtest(
     *,
     start: datetime | str | float | None = None,
     until: datetime | str | float | None = None,
+    pending: bool = False,
 ):
     """Run ``rules`` over ``events``; return the alert timeline as a DataFrame.
 
@@ -52,13 +59,17 @@ def backtest(
         from here); the first event's time unless told. Pass
         ``monitor.started`` to reproduce a live monitor.
     :param until: let time run on to here after the last event, so that
-        resolves, absences and repeats after it happen too.
+        resolves, absences and repeats after it happen too; watching stops
+        at ``until`` as a closed monitor's does (see the module docstring).
+    :param pending: also show the ``pending`` and ``cancelled`` rows of rules
+        with ``for_``, as ``Monitor.timeline(pending=True)`` does.
 
+    The columns are :data:`~hms_bus.monitor.timeline.COLUMNS`, ``at`` first.
     The rules' counters (as ``Monitor.stats()`` gives them) are in
     ``df.attrs["stats"]``.
     """
     engine = run(rules, events, start=start, until=until)
-    df = frame(engine.records)
+    df = frame(engine.history if pending else engine.records)
     df.attrs["stats"] = engine.stats()
     return df
 
@@ -72,7 +83,9 @@ def run(rules: Any, events: Any, *, start: Any = None, until: Any = None) -> Eng
     feed = engine.feed
     for t, ev in zip(times, items, strict=True):
         feed(t, ev)
-    if until is not None:
+    if until is None:
+        engine.settle()  # a recording is complete: nothing more can come at its last instant
+    else:
         end = to_epoch(until)
         if end < engine.now:
             raise ValueError(

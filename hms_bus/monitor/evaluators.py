@@ -5,14 +5,25 @@ what changes: the sliding windows (one :class:`~hms_bus.monitor.lifecycle.Track`
 per group), and the counters shown by ``Monitor.stats()``. Each kind
 implements three things:
 
-* ``observe(t, event)`` -- a matching event arrived at ``t``;
-* ``wake(track, t)`` -- a time the track asked for has come;
+* ``observe(t, event)`` -- a matching event arrived at ``t``, the engine's
+  open instant (more events stamped ``t`` may still come);
+* ``wake(track, t)`` -- the instant ``t`` is complete (or a time the track
+  asked for has come and nothing can happen at it): decide;
 * ``value_due(track)`` -- when the value could next change with no new
   event, *in a way that matters*: a count that can only fall is only watched
   while falling could end an incident or start one.
 
-Both paths end in :meth:`Evaluator.settle`, which runs the lifecycle and asks
+An arrival may decide at once only when no later arrival at the same instant
+could reverse the verdict: five errors are five whatever else arrives, so a
+frequency rule fires on the fifth; but a mean, a percentile or a ratio can
+move either way, and an absence rule's "too few" can be undone by the next
+event. Such verdicts are left to the end of the instant
+(:meth:`~hms_bus.monitor.engine.Engine.mark`). ``direction`` says which way
+an arrival can move the value.
+
+Both paths end in :meth:`Evaluator.decide`, which runs the lifecycle and asks
 the engine to wake the track at the earliest instant anything can change.
+``current(track, t)`` is the value at ``t`` from what has arrived so far.
 """
 
 from __future__ import annotations
@@ -21,7 +32,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from ..topics import matches
-from .lifecycle import FIRING, INACTIVE, Track, due, step
+from .lifecycle import FIRING, INACTIVE, PENDING, Track, due, step
 from .rules import Absence, Frequency, Ratio, Rule, Threshold
 from .windows import CountWindow, ValueWindow
 
@@ -40,8 +51,15 @@ _MISSING = object()
 class Evaluator:
     """Shared machinery: tracks per group, counters, settling."""
 
+    direction = 0
+    """+1 if an arrival can only raise the value, -1 if only lower it, 0 if either."""
+
     def __init__(self, rule: Rule, eng: Engine) -> None:
         self.rule = rule
+        high = rule.op in (">", ">=")
+        # The verdict an arrival can give for good: for a value that only rises
+        # under arrivals, "past the bound" (high rules) or "not past it" (low rules).
+        self.final: bool | None = None if not self.direction else high == (self.direction > 0)
         self.eng = eng
         self.window = rule.window
         self.matched = 0
@@ -91,17 +109,38 @@ class Evaluator:
 
     # -- the lifecycle --------------------------------------------------------
 
-    def settle(self, tr: Track, t: float, value: Any) -> None:
+    def decide(self, tr: Track, t: float, value: Any) -> None:
         step(self.eng, tr, t, value)
         when = min(due(tr), self.value_due(tr))
         if when < tr.scheduled:
             self.eng.schedule(tr, when)
 
+    def arrived(self, tr: Track, t: float, value: Any) -> None:
+        """Act on ``value`` after an arrival at the open instant ``t``."""
+        state = tr.state
+        rule = self.rule
+        verdict = rule.holds(value) if state == FIRING else rule.fires(value)
+        if state == INACTIVE and not verdict:
+            if tr.scheduled == INF:
+                when = self.value_due(tr)
+                if when < INF:
+                    self.eng.schedule(tr, when)
+            return
+        if verdict is self.final:
+            self.decide(tr, t, value)
+        elif not tr.dirty:
+            self.eng.mark(tr)
+
     def value_due(self, tr: Track) -> float:
         raise NotImplementedError
 
-    def wake(self, tr: Track, t: float) -> None:
+    def current(self, tr: Track, t: float) -> Any:
+        """The value at ``t`` from the events arrived so far (expiring what left)."""
         raise NotImplementedError
+
+    def wake(self, tr: Track, t: float) -> None:
+        """The instant ``t`` is complete for ``tr`` (or a deadline came): decide."""
+        self.decide(tr, t, self.current(tr, t))
 
     def observe(self, t: float, event: Any) -> None:
         raise NotImplementedError
@@ -115,6 +154,7 @@ class Evaluator:
 
     def stats(self) -> dict[str, Any]:
         firing = [tr for tr in self.tracks.values() if tr.state == FIRING]
+        pending = sum(1 for tr in self.tracks.values() if tr.state == PENDING)
         return {
             "kind": self.rule.kind,
             "matched": self.matched,
@@ -126,6 +166,7 @@ class Evaluator:
             "repeats": self.notices["repeat"],
             "cancelled": self.cancelled,
             "active": len(firing),
+            "pending": pending,
             "groups": len(self.tracks),
         }
 
@@ -141,6 +182,8 @@ def _empty_at(tr: Track, now: float) -> bool:
 
 class CountEvaluator(Evaluator):
     """Frequency (fires at count >= N) and absence (fires at count < N)."""
+
+    direction = 1
 
     def __init__(self, rule: Frequency | Absence, eng: Engine) -> None:
         super().__init__(rule, eng)
@@ -161,16 +204,25 @@ class CountEvaluator(Evaluator):
         if times[0] + self.window <= t:
             w.expire(t)
         n = len(times)
+        state = tr.state
         if self.high:
-            if tr.state == INACTIVE and n < self.n:
-                return
-        elif tr.state == INACTIVE and tr.scheduled != INF:
+            if state == INACTIVE:
+                if n >= self.n:
+                    self.decide(tr, t, n)  # final: later arrivals only add to n
+            elif n >= (self.clear if state == FIRING else self.n):
+                self.decide(tr, t, n)
+            elif not tr.dirty:
+                self.eng.mark(tr)
+            return
+        if t < self.warm:
+            return  # warming up: the end of the warm-up is already scheduled
+        if state == INACTIVE and n >= self.n and tr.scheduled != INF:
             return  # a later count only delays the alarm the track is already waiting for
-        self.settle(tr, t, n if t >= self.warm else None)
+        self.arrived(tr, t, n)
 
-    def wake(self, tr: Track, t: float) -> None:
+    def current(self, tr: Track, t: float) -> Any:
         tr.w.expire(t)
-        self.settle(tr, t, len(tr.w.times) if t >= self.warm else None)
+        return len(tr.w.times) if t >= self.warm else None
 
     def value_due(self, tr: Track) -> float:
         w = tr.w
@@ -201,6 +253,7 @@ class ThresholdEvaluator(Evaluator):
     def __init__(self, rule: Threshold, eng: Engine) -> None:
         self.field = rule.field
         self.agg = rule.agg
+        self.direction = {"max": 1, "min": -1}.get(rule.agg, 0)
         super().__init__(rule, eng)
 
     def _new_window(self) -> Any:
@@ -224,16 +277,11 @@ class ThresholdEvaluator(Evaluator):
         w = tr.w
         w.add(t, event, x)
         w.expire(t)
-        v = w.value()
-        if tr.state == INACTIVE and not self.rule.fires(v):
-            if tr.scheduled == INF:
-                self.eng.schedule(tr, w.times[0] + self.window)
-            return
-        self.settle(tr, t, v)
+        self.arrived(tr, t, w.value())
 
-    def wake(self, tr: Track, t: float) -> None:
+    def current(self, tr: Track, t: float) -> Any:
         tr.w.expire(t)
-        self.settle(tr, t, tr.w.value())
+        return tr.w.value()
 
     def value_due(self, tr: Track) -> float:
         times = tr.w.times
@@ -279,23 +327,16 @@ class RatioEvaluator(Evaluator):
             tr.w2.add(t, event)
         tr.w.expire(t)
         tr.w2.expire(t)
-        v = self._value(tr)
-        if tr.state == INACTIVE and not self.rule.fires(v):
-            if tr.scheduled == INF:
-                when = self.value_due(tr)
-                if when < INF:
-                    self.eng.schedule(tr, when)
-            return
-        self.settle(tr, t, v)
+        self.arrived(tr, t, self._value(tr))
 
     def _value(self, tr: Track) -> float | None:
         den = len(tr.w2.times)
         return len(tr.w.times) / den if den >= self.min_of else None
 
-    def wake(self, tr: Track, t: float) -> None:
+    def current(self, tr: Track, t: float) -> Any:
         tr.w.expire(t)
         tr.w2.expire(t)
-        self.settle(tr, t, self._value(tr))
+        return self._value(tr)
 
     def value_due(self, tr: Track) -> float:
         a, b = tr.w.times, tr.w2.times
@@ -305,6 +346,9 @@ class RatioEvaluator(Evaluator):
     def stats(self) -> dict[str, Any]:
         out = super().stats()
         tr = self.track
+        now = self.eng.now
+        tr.w.expire(now)  # what the windows hold at "now" (later arrivals only add)
+        tr.w2.expire(now)
         out["window_num"], out["window_of"] = len(tr.w.times), len(tr.w2.times)
         return out
 

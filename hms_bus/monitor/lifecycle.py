@@ -10,7 +10,9 @@ the value:
   **pending**.
 * **pending**: if the rule stops firing before ``for_`` has passed, the
   incident is dropped quietly (counted in stats as ``cancelled``); once
-  ``for_`` has passed it fires, stamped exactly ``since + for_``.
+  ``for_`` has passed it fires, stamped exactly ``since + for_``. Pending
+  and cancelled are recorded as rows (``timeline(pending=True)``), like
+  Prometheus's ``alertstate="pending"``, but never sent to anyone.
 * **firing**: one ``firing`` notice went out. The incident goes on while the
   value *holds* (past ``clear``, which defaults to ``bound``). When it stops
   holding, a ``keep_firing_for`` countdown starts; if the value holds again
@@ -21,7 +23,10 @@ the value:
 
 Stamps are the exact instants the conditions changed, not the moments the
 engine happened to look, which is why live monitoring, simulated time and a
-backtest produce the same timeline.
+backtest produce the same timeline. :func:`step` is given the value at an
+instant only once everything at that instant is known (see
+:mod:`~hms_bus.monitor.engine`), and calling it twice at one instant with
+the same value changes nothing.
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ class Track:
         "repeats",
         "scheduled",
         "value",
+        "dirty",
     )
 
     def __init__(self, ev: Evaluator, group: Any, w: Any, w2: Any = None) -> None:
@@ -69,6 +75,7 @@ class Track:
         self.repeats = 0
         self.scheduled = INF
         self.value: Any = None
+        self.dirty = False  # an arrival at the open instant left its verdict to the instant's end
 
 
 def step(eng: Engine, tr: Track, t: float, value: Any) -> None:
@@ -82,6 +89,7 @@ def step(eng: Engine, tr: Track, t: float, value: Any) -> None:
         tr.since = t
         if rule.for_ > 0:
             tr.state = PENDING
+            eng.notice(tr, "pending", t, value, 0)
             return
         _fire(eng, tr, t, value)
         return
@@ -89,6 +97,7 @@ def step(eng: Engine, tr: Track, t: float, value: Any) -> None:
         if not rule.fires(value):
             tr.state = INACTIVE
             tr.ev.cancelled += 1
+            eng.notice(tr, "cancelled", t, value, 0)
             return
         at = tr.since + rule.for_
         if t >= at:

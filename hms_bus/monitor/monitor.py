@@ -15,6 +15,16 @@ resolves, ``for_`` and repeats happen as soon as simulated time passes them,
 stamped at the exact instant. Under the wall clock a small daemon thread
 looks every ``tick`` seconds, ``tick`` seconds behind the clock (so an event
 still being delivered is not mistaken for a late one).
+
+An instant is decided once everything at it is known (see
+:mod:`~hms_bus.monitor.engine`): the fifth error fires as it arrives, but a
+heartbeat that is due at the very instant the clock shows is not called
+missing until the clock moves on. So after ``clock.advance(60)`` an absence
+alert for the instant 60 s appears at the next move, stamped 60 s.
+
+Closing the monitor sends an ``ended`` notice for every incident still
+firing to the receivers that heard it fire, and publishes them together on
+``monitor.closed``, so nobody believes a page is still being watched.
 """
 
 from __future__ import annotations
@@ -30,12 +40,17 @@ from .engine import Engine
 from .rules import Rule, default_rules, seconds
 from .timeline import frame, to_data
 
-__all__ = ["Monitor", "ALERT_SRC"]
+__all__ = ["Monitor", "ALERT_SRC", "CLOSED_TOPIC"]
 
 log = logging.getLogger("hms_bus")
 
 ALERT_SRC = "hms-monitor"
 """The ``src`` of the alert events a monitor publishes."""
+
+CLOSED_TOPIC = "monitor.closed"
+"""Published by a monitor that closes while incidents are firing: ``at`` and
+``open``, the ``ended`` notice of each (``alerts.<rule>`` carries only the
+rules' own firing and resolved notices)."""
 
 
 class Monitor:
@@ -50,6 +65,12 @@ class Monitor:
         receivers (give ``router`` or ``receivers``, not both).
     :param tick: under the wall clock, how often (seconds) time-driven
         alerts are looked for.
+
+    ``mon.router`` is the :class:`~hms_bus.monitor.Router` delivering the
+    notices (an empty one, which delivers to nobody, unless you gave
+    ``router`` or ``receivers``): add receivers with ``mon.router.route(...)``
+    and silences with ``mon.router.silence(...)`` at any time, and read who
+    was told what with ``mon.router.deliveries()``.
 
     >>> from hms_bus import Bus, VirtualClock
     >>> bus = Bus(clock=VirtualClock())
@@ -85,15 +106,18 @@ class Monitor:
         self.clock = bus.clock
         self.engine = Engine(default_rules() if rules is None else rules, self.clock.now())
         self.rules = self.engine.rules
-        if receivers is not None:
-            from .router import Router
+        from .router import Router
 
+        if receivers is not None:
             router = Router()
             for receiver in _as_list(receivers):
                 router.route(receiver)
+        elif router is None:
+            router = Router()
+        elif not isinstance(router, Router):
+            raise TypeError(f"router must be a hms_bus.monitor.Router, got {router!r}")
         self.router = router
-        if router is not None:
-            router.bind(self)
+        router.bind(self)
         self._lock = threading.Lock()
         self._closed = False
         self._subs: list[Any] = []
@@ -122,9 +146,9 @@ class Monitor:
         engine, lock, emit = self.engine, self._lock, self._emit
         ingest = engine.ingest
 
-        def observe(ev: Any) -> None:
+        def observe(event: Any) -> None:
             with lock:
-                ingest(ev.time, ev, fns)
+                ingest(event.time, event, fns)
                 out = engine._out
                 if out:
                     engine._out = []
@@ -141,6 +165,7 @@ class Monitor:
             out = self.engine.take()
         if out:
             self._emit(out)
+        self.router.advance(now)
 
     def _tick(self) -> None:
         while not self._stopping.wait(self.tick):
@@ -153,16 +178,26 @@ class Monitor:
     def _emit(self, notices: list[dict[str, Any]]) -> None:
         publish, router = self.bus.publish, self.router
         for rec in notices:
-            publish("alerts." + rec["rule"], to_data(rec), src=ALERT_SRC)
-            if router is not None:
-                router.handle(rec)
+            try:
+                publish("alerts." + rec["rule"], to_data(rec), src=ALERT_SRC)
+            except HmsBusError as exc:  # the bus was closed first; people still hear
+                log.warning("could not publish %s %s: %s", rec["rule"], rec["state"], exc)
+            router.handle(rec)
 
     # -- reading ------------------------------------------------------------------
 
-    def timeline(self):
-        """Every notice so far as a pandas DataFrame (columns in ``timeline.COLUMNS``)."""
+    def timeline(self, *, pending: bool = False):
+        """Every firing and resolved notice so far as a pandas DataFrame.
+
+        The columns are :data:`~hms_bus.monitor.timeline.COLUMNS`: ``at``
+        (a UTC timestamp) is the instant the state changed. With
+        ``pending=True`` the rows of incidents that became ``pending``
+        (waiting out ``for_``) or were ``cancelled`` before firing show too.
+        The ``ended`` notices of :meth:`close` are not rule history and are
+        not shown (they are on the bus and in the router's delivery log).
+        """
         with self._lock:
-            records = list(self.engine.records)
+            records = list(self.engine.history if pending else self.engine.records)
         return frame(records)
 
     def stats(self) -> dict[str, dict[str, Any]]:
@@ -171,10 +206,11 @@ class Monitor:
         with self._lock:
             return self.engine.stats()
 
-    def active(self) -> list[dict[str, Any]]:
-        """The incidents firing now, with ``since`` as ISO text."""
+    def active(self, *, pending: bool = False) -> list[dict[str, Any]]:
+        """The incidents firing now (with ``pending=True`` also those waiting out
+        ``for_``): ``rule``, ``group``, ``state``, ``since`` (ISO text), ``value``."""
         with self._lock:
-            rows = self.engine.active()
+            rows = self.engine.active(pending)
         for row in rows:
             row["since"] = format_ts(row["since"])
         return rows
@@ -186,8 +222,25 @@ class Monitor:
 
     # -- ending -------------------------------------------------------------------
 
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until every receiver has delivered (or given up on) the notices so far.
+
+        Webhooks post from a thread; after ``flush()`` the delivery log says
+        ``sent`` or ``failed`` for each. Raises ``TimeoutError`` past ``timeout`` s.
+        """
+        self.router.flush(timeout)
+
     def close(self) -> None:
-        """Stop watching: unsubscribe, stop following the clock, close receivers."""
+        """Stop watching: unsubscribe, stop following the clock, tell receivers, close them.
+
+        Every instant before the clock's "now" is decided first. Each incident
+        still firing then gets an ``ended`` notice, stamped now (``reason``
+        "monitor closed"), sent to the receivers that heard it fire; together
+        they are published once on ``monitor.closed``. Nobody watches those
+        incidents any more, so nobody should believe the pages are still open.
+        The instant "now" itself is not decided: its events may not all have
+        arrived (a heartbeat due exactly now is not called missing).
+        """
         if self._closed:
             return
         self._closed = True
@@ -197,8 +250,31 @@ class Monitor:
         self._stopping.set()
         if self._ticker is not None and self._ticker is not threading.current_thread():
             self._ticker.join()
-        if self.router is not None:
+        now = self.clock.now()
+        with self._lock:
+            self.engine.advance(now)
+            self.engine.release()  # decided at "now" already: send them as they stand
+            out = self.engine.take()
+            ended = self.engine.end(now, "monitor closed")
+        try:
+            self._emit(out)
+            if ended:
+                self._announce_close(now, ended)
+        finally:
             self.router.close()
+
+    def _announce_close(self, now: float, ended: list[dict[str, Any]]) -> None:
+        try:
+            self.bus.publish(
+                CLOSED_TOPIC,
+                {"at": format_ts(now), "open": [to_data(rec) for rec in ended]},
+                src=ALERT_SRC,
+            )
+        except HmsBusError as exc:  # the bus was closed first; receivers still hear
+            log.warning("could not publish %s: %s", CLOSED_TOPIC, exc)
+        self.router.advance(now)
+        for rec in ended:
+            self.router.handle(rec)
 
     def __enter__(self) -> Monitor:
         return self

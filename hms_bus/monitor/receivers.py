@@ -2,7 +2,11 @@
 
 Every receiver has a ``name`` and a ``deliver(notice)`` method; the router
 calls it and records what happened. A receiver that raises is reported as
-``failed`` (never silently dropped). The four here:
+``failed`` (never silently dropped). An *asynchronous* receiver (a webhook)
+returns at once and reports the outcome later through ``on_outcome``; the
+router's delivery log shows it ``queued`` until then. Everything that shows
+where a receiver sends (a webhook's URL) goes through its ``name``. The four
+here:
 
 * :class:`ConsolePager` -- the red alert a person sees in a terminal or a
   notebook (ANSI colours, which both show).
@@ -11,7 +15,7 @@ calls it and records what happened. A receiver that raises is reported as
 * :class:`Callback` -- calls a Python function with the notice's data.
 * :class:`Webhook` -- POSTs JSON to a URL from a background thread, so a slow
   or dead endpoint never blocks the bus; failures are retried with back-off,
-  then reported.
+  then reported. ``format="alertmanager"`` sends Alertmanager's webhook body.
 """
 
 from __future__ import annotations
@@ -29,13 +33,28 @@ from collections.abc import Callable
 from typing import IO, Any
 
 from ..event import format_ts
+from .alertmanager import webhook_body
 from .timeline import to_data
 
-__all__ = ["Receiver", "ConsolePager", "JsonLinesFile", "Callback", "Webhook", "headline"]
+__all__ = [
+    "Receiver",
+    "ConsolePager",
+    "JsonLinesFile",
+    "Callback",
+    "Webhook",
+    "headline",
+    "WEBHOOK_FORMATS",
+]
+
+WEBHOOK_FORMATS = ("chat", "alertmanager")
+"""Bodies a :class:`Webhook` can send."""
+
+Outcome = Callable[[dict[str, Any], "Receiver", "str | None", int], None]
 
 log = logging.getLogger("hms_bus")
 
-_RED, _GREEN, _BOLD, _RESET = "\x1b[41;97m", "\x1b[42;30m", "\x1b[1m", "\x1b[0m"
+_RED, _GREEN, _YELLOW = "\x1b[41;97m", "\x1b[42;30m", "\x1b[43;30m"
+_BOLD, _RESET = "\x1b[1m", "\x1b[0m"
 
 
 def headline(notice: dict[str, Any]) -> str:
@@ -46,17 +65,25 @@ def headline(notice: dict[str, Any]) -> str:
     group = "" if notice["group"] is None else f" [{notice['group']}]"
     when = format_ts(notice["at"])
     tail = f"since {format_ts(notice['since'])}"
-    if notice["state"] == "resolved":
+    if notice["state"] != "firing":
         tail = f"after {notice['at'] - notice['since']:g} s"
+    if notice.get("reason"):
+        tail += f"; {notice['reason']}"
     return f"{state} {notice['rule']}{group} at {when}: {notice['summary']} ({tail})"
 
 
 class Receiver:
-    """The interface: ``deliver(notice)``, ``flush()``, ``close()``, and a ``name``."""
+    """The interface: ``deliver(notice)``, ``flush()``, ``close()``, and a ``name``.
+
+    A receiver whose ``deliver`` only hands the notice over (``asynchronous =
+    True``) must later call ``on_outcome(notice, receiver, error, attempts)``
+    once per notice: ``error`` None when it was delivered, else why not.
+    """
 
     name = "receiver"
-    on_failure: Callable[[dict[str, Any], Receiver, str], None] | None = None
-    """Set by the router: called when an asynchronous delivery finally fails."""
+    asynchronous = False
+    on_outcome: Outcome | None = None
+    """Set by the router: how an asynchronous receiver reports each outcome."""
 
     def deliver(self, notice: dict[str, Any]) -> None:
         raise NotImplementedError
@@ -94,6 +121,10 @@ class ConsolePager(Receiver):
             line = "🚨 " + line
             if self.color:
                 line = f"{_RED}{_BOLD}{line}{_RESET}"
+        elif notice["state"] == "ended":  # nobody watches any more: not an all-clear
+            line = "⏹️ " + line
+            if self.color:
+                line = f"{_YELLOW}{line}{_RESET}"
         else:
             line = "✅ " + line
             if self.color:
@@ -137,21 +168,32 @@ class Callback(Receiver):
 class Webhook(Receiver):
     """POST each notice as JSON to ``url``, from a background thread.
 
-    The body is ``{"text": <headline>, "alert": <notice data>}``: chat tools
-    (Slack, Mattermost, Rocket.Chat incoming webhooks) show ``text``, and a
-    program reads ``alert``. A failed POST (connection error, timeout, or an
-    HTTP status of 400 or more) is retried ``retries`` times, waiting
-    ``backoff``, then twice that, and so on; a notice that still fails is
-    counted in ``failed``, logged, and reported to the router.
+    With ``format="chat"`` (the default) the body is ``{"text": <headline>,
+    "alert": <notice data>}``: chat tools (Slack, Mattermost, Rocket.Chat
+    incoming webhooks) show ``text``, and a program reads ``alert``. With
+    ``format="alertmanager"`` it is the body Prometheus's Alertmanager sends
+    (version "4"; see :mod:`hms_bus.monitor.alertmanager`), which any tool
+    that accepts Alertmanager webhooks understands.
+
+    A failed POST (connection error, timeout, or an HTTP status of 400 or
+    more) is retried ``retries`` times, waiting ``backoff``, then twice that,
+    and so on; a notice that still fails is counted in ``failed``, logged,
+    and reported to the router, whose log entry for it then says ``failed``.
 
     :param max_queue: how many notices may wait; past that, new ones are
         reported as failed rather than held without bound.
+    :param external_url: ``externalURL`` in Alertmanager bodies (where people
+        can look at the alerts); empty unless told.
     """
+
+    asynchronous = True
 
     def __init__(
         self,
         url: str,
         *,
+        format: str = "chat",
+        external_url: str = "",
         timeout: float = 2.0,
         retries: int = 3,
         backoff: float = 0.2,
@@ -165,7 +207,14 @@ class Webhook(Receiver):
             raise ValueError(f"retries={retries!r} must be a whole number, 0 or more")
         if not timeout > 0 or backoff < 0:
             raise ValueError(f"timeout={timeout!r} must be > 0 and backoff={backoff!r} >= 0")
+        if format not in WEBHOOK_FORMATS:
+            raise ValueError(
+                f"format={format!r} is not a webhook body I know; use 'chat' (text plus the "
+                f"alert) or 'alertmanager' (Alertmanager's webhook JSON)"
+            )
         self.url = url
+        self.format = format
+        self.external_url = str(external_url)
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
@@ -198,8 +247,14 @@ class Webhook(Receiver):
             finally:
                 self._queue.task_done()
 
+    def body(self, notice: dict[str, Any]) -> dict[str, Any]:
+        """The JSON body this webhook POSTs for ``notice``."""
+        if self.format == "alertmanager":
+            return webhook_body(notice, self.name, external_url=self.external_url)
+        return {"text": headline(notice), "alert": to_data(notice)}
+
     def _post(self, notice: dict[str, Any]) -> None:
-        body = json.dumps({"text": headline(notice), "alert": to_data(notice)}).encode()
+        body = json.dumps(self.body(notice)).encode()
         error = ""
         for attempt in range(self.retries + 1):
             if attempt:
@@ -210,18 +265,25 @@ class Webhook(Receiver):
                 with urllib.request.urlopen(req, timeout=self.timeout) as resp:
                     resp.read()
                 self.sent += 1
+                self._report(notice, None, attempt + 1)
                 return
             except urllib.error.HTTPError as exc:
                 error = f"HTTP {exc.code} {exc.reason}"
             except (OSError, urllib.error.URLError) as exc:
                 error = f"{type(exc).__name__}: {exc}"
-        self._give_up(notice, f"{error} after {self.retries + 1} attempts")
+        self._give_up(notice, f"{error} after {self.retries + 1} attempts", self.retries + 1)
 
-    def _give_up(self, notice: dict[str, Any], error: str) -> None:
+    def _give_up(self, notice: dict[str, Any], error: str, attempts: int = 0) -> None:
         self.failed += 1
-        log.error("webhook %s failed for %s: %s", self.url, notice["rule"], error)
-        if self.on_failure is not None:
-            self.on_failure(notice, self, error)
+        log.error("webhook %s failed for %s: %s", self.name, notice["rule"], error)
+        self._report(notice, error, attempts)
+
+    def _report(self, notice: dict[str, Any], error: str | None, attempts: int) -> None:
+        if self.on_outcome is not None:
+            try:
+                self.on_outcome(notice, self, error, attempts)
+            except Exception as exc:  # a broken reporter must not kill the sender thread
+                log.error("webhook %s could not report an outcome: %s", self.name, exc)
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait until every queued notice is sent or given up (TimeoutError past ``timeout``)."""
@@ -229,7 +291,7 @@ class Webhook(Receiver):
         while self._queue.unfinished_tasks:
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(
-                    f"webhook {self.url} still has {self._queue.unfinished_tasks} notices "
+                    f"webhook {self.name} still has {self._queue.unfinished_tasks} notices "
                     f"after {timeout} s"
                 )
             time.sleep(0.005)

@@ -11,10 +11,19 @@
   the ``error_storm`` it causes need not page anyone. ``equal`` names labels
   that must be the same on both (same region, same service).
 
-A resolved notice goes to exactly the receivers that were told the incident
-was firing, whatever silences began since: nobody is left believing an
-incident is still open, and nobody hears of the end of an incident they
-never heard of.
+As in Alertmanager, muting is looked at again when it can change: an
+incident still firing when its silence ends (or when the alert inhibiting
+it resolves) is delivered then, once, stamped with that instant and with
+the reason (``silence 2 ended``); its resolved notice follows as usual.
+The re-check for an instant happens once that instant is over, so an
+incident that resolves at the very instant its silence ends is not paged.
+
+A resolved notice (and the ``ended`` notice of a closing monitor) goes to
+exactly the receivers that were told the incident was firing, whatever
+silences began since: nobody is left believing an incident is still open,
+and nobody hears of the end of an incident they never heard of.
+(Alertmanager differs for a silence that starts mid-incident: it mutes the
+resolved notice too, so a receiver that got the page never hears the end.)
 
 Matchers are a dict of label to value: ``{"rule": "error_storm",
 "severity": "page"}``. Each notice carries its rule's labels plus ``rule``,
@@ -27,19 +36,39 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import threading
 from collections.abc import Callable
 from fnmatch import fnmatchcase
+from heapq import heappop, heappush
 from typing import Any
 
 from ..clock import to_epoch
 from ..event import format_ts
 from .receivers import Receiver
 from .rules import seconds
+from .timeline import timestamps
 
-__all__ = ["Router", "Route", "Silence", "Inhibition"]
+__all__ = ["Router", "Route", "Silence", "Inhibition", "DELIVERY_COLUMNS", "STATUSES"]
 
 log = logging.getLogger("hms_bus")
 Matchers = dict[str, Any]
+
+DELIVERY_COLUMNS = (
+    "at",
+    "rule",
+    "group",
+    "state",
+    "repeat",
+    "receiver",
+    "status",
+    "detail",
+    "attempts",
+)
+"""The delivery log's columns. ``at`` is the notice's instant (a UTC timestamp in
+``deliveries()``, ISO text in ``router.log``)."""
+
+STATUSES = ("queued", "sent", "failed", "silenced", "inhibited", "not_sent", "unrouted")
+"""What can happen to a notice for one receiver (see :class:`Router`)."""
 
 
 def _check_matchers(matchers: object, what: str) -> Matchers:
@@ -140,6 +169,31 @@ class Inhibition:
         return f"<Inhibition {self.source} mutes {self.target} equal={list(self.equal)}>"
 
 
+class _Incident:
+    """What the router knows of one firing incident: its last notice, who heard it."""
+
+    __slots__ = ("since", "notice", "labels", "targets", "told", "muted")
+
+    def __init__(self, since: float) -> None:
+        self.since = since
+        self.notice: dict[str, Any] = {}
+        self.labels: dict[str, str] = {}
+        self.targets: dict[int, tuple[Receiver, Route]] = {}
+        self.told: set[int] = set()
+        self.muted = False
+
+
+class _Both:
+    """Two subscriptions that end together (what :meth:`Router.listen` returns)."""
+
+    def __init__(self, *subs: Any) -> None:
+        self.subs = subs
+
+    def unsubscribe(self) -> None:
+        for sub in self.subs:
+            sub.unsubscribe()
+
+
 class Router:
     """Sends notices to receivers, applying silences and inhibition.
 
@@ -147,9 +201,12 @@ class Router:
         the monitor's bus clock once the router is given to a monitor.
 
     ``log`` lists every decision: one entry per notice and receiver with a
-    ``status`` of ``sent``, ``failed``, ``silenced``, ``inhibited``,
-    ``not_sent`` (a resolved notice for a receiver that never heard of the
-    incident, or ``send_resolved=False``), or ``unrouted`` (no route fitted).
+    ``status`` of ``sent``, ``failed``, ``queued`` (handed to a webhook that
+    has not finished yet; the same entry becomes ``sent`` or ``failed``, with
+    the ``attempts`` it took), ``silenced``, ``inhibited``, ``not_sent`` (a
+    resolved notice for a receiver that never heard of the incident, or
+    ``send_resolved=False``), or ``unrouted`` (no route fitted; one entry
+    with no receiver).
     """
 
     def __init__(self, *, clock: Any = None) -> None:
@@ -158,10 +215,14 @@ class Router:
         self.silences: list[Silence] = []
         self.inhibitions: list[Inhibition] = []
         self.log: list[dict[str, Any]] = []
+        self._log_at: list[float] = []  # each entry's instant, at full precision
         self.on_failure: Callable[[dict[str, Any], Receiver, str], None] | None = None
-        self._firing: dict[tuple[str, Any], dict[str, str]] = {}
-        self._told: dict[tuple[str, Any, float], set[int]] = {}
+        self._lock = threading.RLock()
+        self._incidents: dict[tuple[str, Any], _Incident] = {}
+        self._rechecks: list[tuple[float, int, str]] = []
+        self._queued: dict[tuple[int, int], tuple[dict[str, Any], dict[str, Any]]] = {}
         self._ids = itertools.count(1)
+        self._order = itertools.count()
 
     # -- configuration --------------------------------------------------------
 
@@ -181,8 +242,8 @@ class Router:
                     f"{r!r} is not a receiver; use ConsolePager(), JsonLinesFile(path), "
                     f"Callback(fn) or Webhook(url)"
                 )
-            if getattr(r, "on_failure", None) is None:
-                r.on_failure = self._async_failed
+            if getattr(r, "asynchronous", False) and getattr(r, "on_outcome", None) is None:
+                r.on_outcome = self._outcome
         route = Route(list(receivers), _with_rule(labels, rule, "labels"), bool(send_resolved))
         self.routes.append(route)
         return route
@@ -202,7 +263,8 @@ class Router:
 
         ``start`` defaults to now (or to "always" when the router has no
         clock yet). Give ``end`` or ``duration``: a silence that never ends
-        is how alerts get forgotten.
+        is how alerts get forgotten. An incident muted by it and still firing
+        at ``end`` is delivered then.
         """
         m = _with_rule(matchers, rule, "matchers")
         if not m:
@@ -223,13 +285,18 @@ class Router:
         if t1 <= t0:
             raise ValueError(f"silence end {format_ts(t1)} is not after its start")
         s = Silence(next(self._ids), m, t0, t1, str(comment), str(created_by))
-        self.silences.append(s)
+        with self._lock:
+            self.silences.append(s)
+            self._recheck_at(t1, f"silence {s.id} ended")
         return s
 
     def unsilence(self, silence: Silence) -> None:
-        """Remove ``silence`` (it stays visible in the delivery log)."""
-        if silence in self.silences:
-            self.silences.remove(silence)
+        """Remove ``silence`` now: what it muted and still fires is delivered (at now)."""
+        with self._lock:
+            if silence in self.silences:
+                self.silences.remove(silence)
+                if self.clock is not None:
+                    self._recheck_at(self.clock.now(), f"silence {silence.id} removed")
 
     def inhibit(
         self, *, source: Matchers, target: Matchers, equal: tuple[str, ...] = ()
@@ -258,6 +325,7 @@ class Router:
                     {
                         "rule": notice["rule"],
                         "state": notice["state"],
+                        "at": format_ts(notice["at"]),
                         "receiver": receiver.name,
                         "error": error,
                     },
@@ -268,57 +336,125 @@ class Router:
 
         self.on_failure = report
 
+    # -- time -------------------------------------------------------------------
+
+    def _recheck_at(self, when: float, reason: str) -> None:
+        heappush(self._rechecks, (when, next(self._order), reason))
+
+    def advance(self, now: float) -> None:
+        """Time has reached ``now``: look again at muted incidents for every
+        instant before it at which a silence ended or an inhibiting alert resolved.
+
+        A monitor calls this for its router as its clock moves; call it
+        yourself for a router that :meth:`listen`\\ s to a monitor elsewhere.
+        """
+        rechecks = self._rechecks
+        if not rechecks or rechecks[0][0] >= now:
+            return  # nothing due: the common case, on every tick of the clock
+        with self._lock:
+            self._recheck_before(now)
+
+    def _recheck_before(self, t: float) -> None:
+        rechecks = self._rechecks
+        while rechecks and rechecks[0][0] < t:
+            when, _, reason = heappop(rechecks)
+            self._recheck(when, reason)
+
+    def _recheck(self, at: float, reason: str) -> None:
+        for key, inc in list(self._incidents.items()):
+            if not inc.muted or self._muted(at, inc.labels, key) is not None:
+                continue
+            inc.muted = False
+            late = {**inc.notice, "at": at, "repeat": 0, "reason": reason}
+            for rid, (r, _) in inc.targets.items():
+                if rid not in inc.told:
+                    self._deliver(late, r, rid, inc.told, reason)
+
     # -- delivery ---------------------------------------------------------------
 
     def handle(self, notice: dict[str, Any]) -> None:
         """Deliver ``notice`` (a record from the engine) to the receivers it is due to."""
-        labels = notice_labels(notice)
-        key = (notice["rule"], notice["group"])
-        incident = (notice["rule"], notice["group"], notice["since"])
-        firing = notice["state"] == "firing"
-        if firing:
-            self._firing[key] = labels
-        else:
-            self._firing.pop(key, None)
-        told = self._told.setdefault(incident, set())
+        with self._lock:
+            self._recheck_before(notice["at"])
+            if notice["state"] == "firing":
+                self._firing(notice)
+            else:
+                self._closing(notice)
+
+    def _targets(self, labels: dict[str, str]) -> dict[int, tuple[Receiver, Route]]:
         targets: dict[int, tuple[Receiver, Route]] = {}
         for route in self.routes:
             if _fits(route.matchers, labels):
                 for r in route.receivers:
                     targets.setdefault(id(r), (r, route))
+        return targets
+
+    def _firing(self, notice: dict[str, Any]) -> None:
+        key = (notice["rule"], notice["group"])
+        inc = self._incidents.get(key)
+        if inc is None or inc.since != notice["since"]:
+            inc = self._incidents[key] = _Incident(notice["since"])
+        inc.notice = notice
+        inc.labels = labels = notice_labels(notice)
+        inc.targets = targets = self._targets(labels)
         if not targets:
             self._log(notice, None, "unrouted", "no route fits")
-        mute = self._muted(notice, labels, key) if firing else None
-        for rid, (r, route) in targets.items():
-            if not firing:
-                if rid not in told:
-                    self._log(notice, r, "not_sent", "the receiver was not told it was firing")
-                    continue
-                if not route.send_resolved:
-                    self._log(notice, r, "not_sent", "send_resolved=False")
-                    continue
-            elif mute is not None:
+            return
+        mute = self._muted(notice["at"], labels, key)
+        inc.muted = mute is not None
+        for rid, (r, _) in targets.items():
+            if mute is not None:
                 self._log(notice, r, *mute)
-                continue
-            try:
-                r.deliver(notice)
-            except Exception as exc:
-                self._failed(notice, r, f"{type(exc).__name__}: {exc}")
-                continue
-            told.add(rid)
-            self._log(notice, r, "sent", "")
-        if not firing:
-            self._told.pop(incident, None)
+            else:
+                self._deliver(notice, r, rid, inc.told, "")
 
-    def _muted(self, notice: dict[str, Any], labels: dict[str, str], key: Any) -> Any:
-        at = notice["at"]
+    def _closing(self, notice: dict[str, Any]) -> None:
+        key = (notice["rule"], notice["group"])
+        inc = self._incidents.get(key)
+        if inc is not None and inc.since == notice["since"]:
+            del self._incidents[key]
+        else:
+            inc = None
+        told = inc.told if inc is not None else set()
+        labels = notice_labels(notice)
+        targets = self._targets(labels)
+        if not targets:
+            self._log(notice, None, "unrouted", "no route fits")
+        for rid, (r, route) in targets.items():
+            if rid not in told:
+                self._log(notice, r, "not_sent", "the receiver was not told it was firing")
+            elif not route.send_resolved:
+                self._log(notice, r, "not_sent", "send_resolved=False")
+            else:
+                self._deliver(notice, r, rid, told, "")
+        if inc is not None and any(_fits(i.source, inc.labels) for i in self.inhibitions):
+            self._recheck_at(notice["at"], f"{notice['rule']} stopped firing")
+
+    def _deliver(
+        self, notice: dict[str, Any], r: Receiver, rid: int, told: set[int], detail: str
+    ) -> None:
+        asynchronous = getattr(r, "asynchronous", False)
+        entry = self._log(notice, r, "queued" if asynchronous else "sent", detail)
+        if asynchronous:
+            self._queued[(id(notice), rid)] = (notice, entry)
+        try:
+            r.deliver(notice)
+        except Exception as exc:
+            self._queued.pop((id(notice), rid), None)
+            entry["status"], entry["detail"] = "failed", f"{type(exc).__name__}: {exc}"
+            self._failed(notice, r, entry["detail"])
+            return
+        told.add(rid)
+
+    def _muted(self, at: float, labels: dict[str, str], key: Any) -> tuple[str, str] | None:
         for s in self.silences:
             if s.active(at) and _fits(s.matchers, labels):
                 return "silenced", f"silence {s.id}: {s.comment}"
         for inh in self.inhibitions:
             if not _fits(inh.target, labels):
                 continue
-            for other, src_labels in self._firing.items():
+            for other, inc in self._incidents.items():
+                src_labels = inc.labels
                 if (
                     other != key
                     and _fits(inh.source, src_labels)
@@ -329,42 +465,64 @@ class Router:
 
     def _failed(self, notice: dict[str, Any], r: Receiver, error: str) -> None:
         log.error("receiver %s failed on %s: %s", r.name, notice["rule"], error)
-        self._log(notice, r, "failed", error)
         if self.on_failure is not None:
             self.on_failure(notice, r, error)
 
-    def _async_failed(self, notice: dict[str, Any], r: Receiver, error: str) -> None:
-        self._log(notice, r, "failed", error)
-        if self.on_failure is not None:
+    def _outcome(
+        self, notice: dict[str, Any], r: Receiver, error: str | None, attempts: int
+    ) -> None:
+        """An asynchronous receiver finished with ``notice``: update its log entry."""
+        with self._lock:
+            found = self._queued.pop((id(notice), id(r)), None)
+            if found is not None:
+                entry = found[1]
+                entry["attempts"] = attempts
+                if error is None:
+                    entry["status"] = "sent"
+                else:
+                    entry["status"] = "failed"
+                    entry["detail"] = error
+        if error is not None and self.on_failure is not None:
             self.on_failure(notice, r, error)
 
-    def _log(self, notice: dict[str, Any], r: Receiver | None, status: str, detail: str) -> None:
-        self.log.append(
-            {
-                "ts": format_ts(notice["at"]),
-                "rule": notice["rule"],
-                "group": notice["group"],
-                "state": notice["state"],
-                "repeat": notice.get("repeat", 0),
-                "receiver": None if r is None else r.name,
-                "status": status,
-                "detail": detail,
-            }
-        )
+    def _log(
+        self, notice: dict[str, Any], r: Receiver | None, status: str, detail: str
+    ) -> dict[str, Any]:
+        entry = {
+            "at": format_ts(notice["at"]),
+            "rule": notice["rule"],
+            "group": notice["group"],
+            "state": notice["state"],
+            "repeat": notice.get("repeat", 0),
+            "receiver": None if r is None else r.name,
+            "status": status,
+            "detail": detail,
+            "attempts": 1 if status in ("sent", "failed") else 0,
+        }
+        self.log.append(entry)
+        self._log_at.append(notice["at"])
+        return entry
 
     def deliveries(self):
-        """The delivery log as a pandas DataFrame."""
+        """The delivery log as a pandas DataFrame (:data:`DELIVERY_COLUMNS`, ``at`` in UTC)."""
         import pandas as pd
 
-        return pd.DataFrame(
-            self.log,
-            columns=["ts", "rule", "group", "state", "repeat", "receiver", "status", "detail"],
-        )
+        with self._lock:
+            rows = [dict(e) for e in self.log]
+            instants = list(self._log_at)
+        df = pd.DataFrame(rows, columns=list(DELIVERY_COLUMNS))
+        df["at"] = timestamps(instants)
+        df["attempts"] = df["attempts"].astype("int64")
+        df["repeat"] = df["repeat"].astype("int64")
+        return df
 
     def listen(self, bus: Any) -> Any:
         """Route the notices published on ``bus`` (``alerts.>``) by a monitor elsewhere.
 
-        Returns the subscription; unsubscribe it to stop.
+        The ``ended`` notices a closing monitor publishes on ``monitor.closed``
+        are routed too. Returns the subscription; unsubscribe it to stop.
+        Muted incidents are looked at again as notices arrive, and when you
+        call :meth:`advance`.
         """
         from ..event import thaw
 
@@ -373,13 +531,20 @@ class Router:
 
         def on_alert(ev: Any) -> None:
             data = thaw(ev["data"])
-            if not isinstance(data, dict) or "rule" not in data or "at" not in data:
-                return  # a hand-made alert such as the chapter's alerts.test
-            data["at"] = to_epoch(data["at"])
-            data["since"] = to_epoch(data["since"])
-            self.handle(data)
+            if ev["topic"] == "monitor.closed":
+                notices = data.get("open", []) if isinstance(data, dict) else []
+            else:
+                notices = [data]
+            for notice in notices:
+                if not isinstance(notice, dict) or "rule" not in notice or "at" not in notice:
+                    continue  # a hand-made alert such as the chapter's alerts.test
+                notice["at"] = to_epoch(notice["at"])
+                notice["since"] = to_epoch(notice["since"])
+                self.handle(notice)
 
-        return bus.subscribe("alerts.>", on_alert, deliver="new", name="router")
+        alerts = bus.subscribe("alerts.>", on_alert, deliver="new", name="router")
+        closed = bus.subscribe("monitor.closed", on_alert, deliver="new", name="router")
+        return _Both(alerts, closed)
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait for asynchronous receivers (webhooks) to finish."""

@@ -21,12 +21,29 @@ while it lasts) and ``labels`` (free text used by routes, silences and
 inhibition).
 
 "Within ``window`` seconds" means less than ``window`` apart: an event at time
-``e`` counts at every instant ``t`` with ``e <= t < e + window``.
+``e`` counts at every instant ``t`` with ``e <= t < e + window`` (Prometheus 3
+reads a range the same way, ``(t - window, t]``).
+
+Each notice carries a ``value`` and a ``bound``; what they are depends on the kind:
+
+=========== ============================================ ==============================
+kind        ``value``                                     ``bound``
+=========== ============================================ ==============================
+frequency   matching events in the window (an int)        ``count``: fires at value >= it
+absence     matching events in the window (an int;        ``count``: fires at value < it
+            None during the first window, the warm-up)
+threshold   the aggregate over the window (a float;       ``above`` (fires at value > it)
+            None when the window holds no numeric value)  or ``below`` (value < it)
+ratio       pattern events / ``of`` events in the window  ``above``: fires at value > it
+            (0 to 1 when ``of`` covers ``pattern``; None
+            while fewer than ``min_of`` ``of`` events)
+=========== ============================================ ==============================
 """
 
 from __future__ import annotations
 
 import math
+import operator
 import re
 from datetime import timedelta
 from typing import Any
@@ -46,11 +63,13 @@ __all__ = [
     "default_rules",
 ]
 
-AGGREGATES = ("mean", "max", "min", "p50", "p90", "p95", "p99")
-"""Aggregates a threshold rule knows by name; any ``pNN`` (p1 to p99) also works."""
+AGGREGATES = ("mean", "max", "min", "p50", "p90", "p95", "p99", "p95i")
+"""Aggregates a threshold rule knows by name. Any ``pNN`` (p1 to p99) works:
+nearest rank, a value that was really seen. ``pNNi`` interpolates between
+ranks as Prometheus's ``quantile_over_time`` does (``p95i``)."""
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
-_PERCENTILE = re.compile(r"^p([1-9][0-9]?)$")
+_PERCENTILE = re.compile(r"^p([1-9][0-9]?)i?$")
 
 
 def seconds(value: object, name: str, *, zero_ok: bool = False) -> float:
@@ -144,6 +163,7 @@ class Rule:
         )
         self.labels = _labels(labels)
         self.clear = bound if clear is None else self._check_clear(clear)
+        self._past = _OPS[self.op]
 
     def _check_clear(self, clear: object) -> float:
         clear = _number(clear, "clear")
@@ -158,11 +178,11 @@ class Rule:
 
     def fires(self, value: float | None) -> bool:
         """Whether ``value`` starts (or keeps pending) an incident."""
-        return value is not None and _compare(self.op, value, self.bound)
+        return value is not None and self._past(value, self.bound)
 
     def holds(self, value: float | None) -> bool:
         """Whether a firing incident goes on at ``value`` (uses ``clear``)."""
-        return value is not None and _compare(self.op, value, self.clear)
+        return value is not None and self._past(value, self.clear)
 
     def patterns(self) -> list[tuple[str, str]]:
         """The patterns this rule watches, each with its role."""
@@ -171,6 +191,18 @@ class Rule:
     def describe(self, value: Any) -> str:
         """One line for people: what was seen against what was expected."""
         return f"{self.name}: {_fmt(value)} {self.op} {_fmt(self.bound)}"
+
+    def recovered(self, value: Any) -> str:
+        """One line for people when an incident resolves: what is back to normal."""
+        return f"{self.name} is back: {_fmt(value)} (clears at {_fmt(self.clear)})"
+
+    def summary(self, state: str, value: Any) -> str:
+        """The ``summary`` of a notice in ``state`` (firing, resolved, ended, pending...)."""
+        if state == "resolved":
+            return self.recovered(value)
+        if state == "ended":
+            return f"still firing when the monitor closed; last seen: {self.describe(value)}"
+        return self.describe(value)
 
     def _options(self) -> str:
         parts = []
@@ -189,17 +221,11 @@ class Rule:
     __hash__ = None  # type: ignore[assignment]
 
 
-def _compare(op: str, value: float, bound: float) -> bool:
-    if op == ">=":
-        return value >= bound
-    if op == ">":
-        return value > bound
-    if op == "<":
-        return value < bound
-    return value <= bound
+_OPS = {">=": operator.ge, ">": operator.gt, "<": operator.lt, "<=": operator.le}
+"""How each rule kind compares its value with its bound."""
 
 
-def _fmt(value: Any) -> str:
+def format_value(value: Any) -> str:
     """A number for people: every integer digit, thousands separated, and
     three significant digits in all (``15,000``, ``12.3``, ``0.201``)."""
     if value is None:
@@ -221,12 +247,39 @@ def _fmt(value: Any) -> str:
     return text
 
 
+_fmt = format_value  # the short name for the many f-strings below
+
+
 def _code(value: float) -> str:
     """A number as Python would read it back: ``300`` rather than ``300.0``,
     and every digit (``:g`` keeps six and turns 1234567.25 into 1.23457e+06)."""
     if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
         return str(int(value))
     return repr(value)
+
+
+def _back(value: float, op: str, bound: float) -> str:
+    """'back under 20' for an alert that fired above 20 (at it: 'back at')."""
+    if value == bound:
+        return f"back at {_fmt(bound)}"
+    return f"back {'under' if op in ('>', '>=') else 'above'} {_fmt(bound)}"
+
+
+def _percent(fraction: float, decimals: int | None = None) -> str:
+    if decimals is not None:
+        return f"{fraction * 100:.{decimals}f} %"
+    return f"{_fmt(fraction * 100)} %"
+
+
+def _covers(outer: str, inner: str) -> bool:
+    """Whether every topic matching pattern ``inner`` also matches pattern ``outer``."""
+    out, inn = outer.split("."), inner.split(".")
+    for i, tok in enumerate(out):
+        if tok == ">":
+            return len(inn) > i
+        if i >= len(inn) or inn[i] == ">" or (tok != "*" and (inn[i] == "*" or inn[i] != tok)):
+            return False
+    return len(out) == len(inn)
 
 
 class Frequency(Rule):
@@ -255,6 +308,13 @@ class Frequency(Rule):
             f"(alert at {_fmt(self.count)})"
         )
 
+    def recovered(self, value: Any) -> str:
+        clear = f", clears under {_fmt(self.clear)}" if self.clear != self.count else ""
+        return (
+            f"{self.pattern} calmed down: {_fmt(value)} within {_fmt(self.window)} s "
+            f"(alert at {_fmt(self.count)}{clear})"
+        )
+
     def __repr__(self) -> str:
         group = f", group_by={self.group_by!r}" if self.group_by else ""
         return (
@@ -281,6 +341,12 @@ class Absence(Rule):
         return (
             f"only {_fmt(value)} {self.pattern} events within {_fmt(self.window)} s "
             f"(expected at least {_fmt(self.count)})"
+        )
+
+    def recovered(self, value: Any) -> str:
+        return (
+            f"{self.pattern} is back: {_fmt(value)} within {_fmt(self.window)} s "
+            f"(needed ≥ {_fmt(self.clear)})"
         )
 
     def __repr__(self) -> str:
@@ -313,7 +379,7 @@ class Threshold(Rule):
         if agg not in AGGREGATES and not (isinstance(agg, str) and _PERCENTILE.match(agg)):
             raise ValueError(
                 f"agg={agg!r} is not an aggregate I know; use one of {', '.join(AGGREGATES)} "
-                f"(or any pNN from p1 to p99)"
+                f"(or any pNN from p1 to p99, or pNNi to interpolate as Prometheus does)"
             )
         if (above is None) == (below is None):
             raise ValueError(
@@ -337,6 +403,18 @@ class Threshold(Rule):
             f"({side} {_fmt(self.bound)})"
         )
 
+    def recovered(self, value: Any) -> str:
+        if value is None:
+            side = "above" if self.op == ">" else "below"
+            return (
+                f"{self.agg} of {self.field}: no {self.pattern} values left within "
+                f"{_fmt(self.window)} s, so nothing is {side} {_fmt(self.bound)}"
+            )
+        return (
+            f"{self.agg} of {self.field} is {_back(value, self.op, self.clear)}: "
+            f"{_fmt(value)} over the last {_fmt(self.window)} s"
+        )
+
     def __repr__(self) -> str:
         side = "above" if self.op == ">" else "below"
         group = f", group_by={self.group_by!r}" if self.group_by else ""
@@ -352,7 +430,10 @@ class Ratio(Rule):
 
     ``min_of`` is how many ``of`` events the window must hold before the
     ratio means anything (one failure out of one attempt is not a trend).
-    An event that matches both patterns counts in both, in one step.
+    An event that matches both patterns counts in both, in one step. When
+    ``of`` covers ``pattern`` the ratio is a share (0 to 1), so a bound of 1
+    or more is refused; patterns that do not overlap (retries per payment)
+    may go above 1.
     """
 
     kind = "ratio"
@@ -366,6 +447,13 @@ class Ratio(Rule):
         bound = _number(above, "above")
         if bound < 0:
             raise ValueError(f"above={above!r} must be a ratio of 0 or more, e.g. 0.05 for 5 %")
+        pattern = _pattern(pattern, "pattern")
+        if bound >= 1 and _covers(self.of, pattern):
+            raise ValueError(
+                f"above={above!r} can never be passed: every {pattern!r} event is also an "
+                f"{self.of!r} event, so the share is at most 1; did you mean "
+                f"{bound / 100:g} for {_fmt(bound)} %?"
+            )
         super().__init__(name, pattern, window, bound, **kw)
 
     def patterns(self) -> list[tuple[str, str]]:
@@ -377,6 +465,23 @@ class Ratio(Rule):
             f"{self.pattern} / {self.of} over {_fmt(self.window)} s is {shown} "
             f"(above {self.bound:.1%})"
         )
+
+    def share(self) -> str:
+        """What the ratio counts, for people: 'failed' for payments.failed of payments.*."""
+        pat, of = self.pattern.split("."), self.of.split(".")
+        i = 0
+        while i < min(len(pat), len(of)) - 1 and pat[i] == of[i] and pat[i] not in ("*", ">"):
+            i += 1
+        return ".".join(pat[i:])
+
+    def recovered(self, value: Any) -> str:
+        if value is None:
+            return (
+                f"{self.share()} share has no verdict: fewer than {self.min_of} {self.of} "
+                f"events within {_fmt(self.window)} s"
+            )
+        verb = "is back at" if value == self.clear else "is back under"
+        return f"{self.share()} share {_percent(value, 1)} {verb} {_percent(self.clear)}"
 
     def __repr__(self) -> str:
         min_of = f", min_of={self.min_of}" if self.min_of != 1 else ""
@@ -431,8 +536,10 @@ def threshold(
 ) -> Threshold:
     """Alert when ``agg`` of ``data[field]`` over ``window`` is above (or below) a bound.
 
-    ``agg`` is ``"mean"``, ``"max"``, ``"min"`` or a percentile such as
-    ``"p95"`` (nearest rank). Events whose data lacks a numeric ``field``
+    ``agg`` is ``"mean"``, ``"max"``, ``"min"`` or a percentile: ``"p95"`` is
+    the nearest rank (a value that was really seen: with 11 values, the
+    largest); ``"p95i"`` interpolates between ranks as Prometheus's
+    ``quantile_over_time(0.95, ...)`` does. Events whose data lacks a numeric ``field``
     are counted as ``skipped`` in the rule's stats. An empty window has no
     value, so a firing threshold alert resolves when its window empties.
     """

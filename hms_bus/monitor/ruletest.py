@@ -18,7 +18,8 @@ text with two parts::
   [repeat=<n>]``. The expected notices must be exactly the ones the rules
   produce, in time order: a missing one and an extra one both fail.
 * ``until <time>`` lets time run on after the last event (default: the last
-  expected or given time).
+  expected or given time). Notices stamped ``until`` itself count: a rule
+  test knows every event, so its last instant is decided too.
 
 Times are offsets from the start: ``90``, ``90s``, ``1m30s``, ``2h``.
 Lines starting with ``#`` are comments. The events run through
@@ -168,6 +169,7 @@ def check_rules(rules: Any, scenario: str | Scenario, *, start: Any = START) -> 
     ends = [t for t, *_ in sc.events] + [t for t, *_ in sc.expected]
     until = max([*ends, 0.0] if sc.until is None else [*(t for t, *_ in sc.events), sc.until])
     engine = run(rules, events, start=t0, until=t0 + until)
+    engine.settle()
     got = []
     for rec in engine.records:
         extra = {

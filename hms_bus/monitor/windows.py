@@ -12,7 +12,9 @@ Aggregates stay cheap as the window slides:
 * ``max`` and ``min`` keep a monotonic deque: the candidates that can still
   become the extreme, each added and removed once.
 * percentiles keep the values in a sorted list (``bisect.insort`` on the way
-  in, a bisected ``del`` on the way out) and read the nearest rank.
+  in, a bisected ``del`` on the way out) and read either the nearest rank
+  (``pNN``, the default) or, for ``pNNi``, interpolate between the two ranks
+  around ``q * (n - 1)`` as Prometheus's ``quantile_over_time`` does.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from bisect import bisect_left, insort
 from collections import deque
 from typing import Any
 
-__all__ = ["CountWindow", "ValueWindow", "nearest_rank"]
+__all__ = ["CountWindow", "ValueWindow", "nearest_rank", "interpolated"]
 
 
 class CountWindow:
@@ -76,13 +78,25 @@ def nearest_rank(sorted_values: list[float], q: float) -> float:
     return sorted_values[max(0, math.ceil(q * n - 1e-9) - 1)]
 
 
+def interpolated(sorted_values: list[float], q: float) -> float:
+    """The ``q``-quantile (0 < q <= 1) as Prometheus's ``quantile_over_time``
+    computes it: rank ``q * (n - 1)``, linear between the values either side."""
+    n = len(sorted_values)
+    rank = q * (n - 1)
+    lower = math.floor(rank)
+    upper = min(n - 1, lower + 1)
+    weight = rank - lower
+    return sorted_values[lower] * (1 - weight) + sorted_values[upper] * weight
+
+
 class ValueWindow(CountWindow):
     """A :class:`CountWindow` that also aggregates one number per event.
 
-    :param agg: ``"mean"``, ``"max"``, ``"min"`` or ``"pNN"``.
+    :param agg: ``"mean"``, ``"max"``, ``"min"``, ``"pNN"`` (nearest rank) or
+        ``"pNNi"`` (interpolated).
     """
 
-    __slots__ = ("agg", "values", "_sum", "_gone", "_mono", "_sorted", "_q")
+    __slots__ = ("agg", "values", "_sum", "_gone", "_mono", "_sorted", "_q", "_quantile")
 
     def __init__(self, width: float, agg: str) -> None:
         super().__init__(width)
@@ -92,7 +106,8 @@ class ValueWindow(CountWindow):
         self._gone = 0
         self._mono: deque[tuple[float, float]] = deque()
         self._sorted: list[float] = []
-        self._q = int(agg[1:]) / 100 if agg.startswith("p") else 0.0
+        self._q = int(agg[1:].rstrip("i")) / 100 if agg.startswith("p") else 0.0
+        self._quantile = interpolated if agg.endswith("i") else nearest_rank
 
     def add(self, t: float, event: Any, x: float = 0.0) -> None:  # type: ignore[override]
         self.times.append(t)
@@ -147,4 +162,4 @@ class ValueWindow(CountWindow):
             return self._sum / n
         if agg in ("max", "min"):
             return self._mono[0][1]
-        return nearest_rank(self._sorted, self._q)
+        return self._quantile(self._sorted, self._q)
