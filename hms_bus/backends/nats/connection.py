@@ -54,6 +54,9 @@ DUPLICATE_WINDOW_S = 120.0
 """How long the server remembers message ids to drop re-sends, in seconds
 (never longer than the retention, which the server refuses)."""
 
+FIRST_CONNECT_TRIES = 2
+"""Attempts per server when first connecting, before giving up with the reason."""
+
 STREAM_SETTINGS = {
     "retention": "max_age",
     "max_retained": "max_msgs",
@@ -276,7 +279,9 @@ class Connection:
             "reconnected_cb": self._on_reconnect,
             "connect_timeout": max(1, int(timeout / 2)),
             "reconnect_time_wait": 0.25,
-            "max_reconnect_attempts": -1,
+            # A few tries per server to connect (then fail with the reason);
+            # once connected, reconnect forever (see open()).
+            "max_reconnect_attempts": FIRST_CONNECT_TRIES,
             "name": "hms_bus",
         }
 
@@ -300,11 +305,12 @@ class Connection:
         self._opening = True  # the reason goes into the error raised, not also into the log
         try:
             self.nc = await asyncio.wait_for(nats.connect(**self.connect_options()), timeout)
+            self.nc.options["max_reconnect_attempts"] = -1
         except (asyncio.TimeoutError, OSError, nats.errors.Error) as exc:
             why = self.last_error or f"{type(exc).__name__}: {exc}"
+            within = f" within {timeout:g} s" if isinstance(exc, asyncio.TimeoutError) else ""
             raise HmsBusError(
-                f"cannot reach a NATS server at {self.label} within {timeout:g} s ({why}); "
-                f"{HOW_TO_START}"
+                f"cannot reach a NATS server at {self.label}{within} ({why}); {HOW_TO_START}"
             ) from None
         finally:
             self._opening = False
