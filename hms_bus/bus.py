@@ -170,7 +170,7 @@ class Bus:
                     f"Bus(backend=..., {', '.join(given)}): retention and max_retained "
                     f"configure the default in-memory backend only; set them on the "
                     f"backend you pass, e.g. MemoryBackend(retention=3600, "
-                    f"max_retained=10_000)"
+                    f"max_retained=10_000) or nats_backend(url, retention=3600)"
                 )
         self._now = _clock_reader(clock)
         self.clock = clock if clock is not None else WallClock()

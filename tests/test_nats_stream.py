@@ -141,6 +141,21 @@ def test_a_work_queue_stream_is_refused_untouched(server, names):
     assert config_of(server, stream).retention == "workqueue"
 
 
+def test_a_memory_stream_of_the_bus_is_used_as_it_is(server, names):
+    """Was: refused after 18.7 s ("is JetStream on?") because connecting tried to
+    turn it into a file stream."""
+    stream, prefix = names
+
+    async def in_memory(js):
+        await js.add_stream(name=stream, subjects=[f"{prefix}.>"], storage="memory")
+
+    foreign(server, in_memory)
+    with Bus(nats_backend(f"{server.url}?stream={stream}&prefix={prefix}")) as bus:
+        ev = bus.publish("a.b")
+        assert bus.replay() == [ev]
+    assert config_of(server, stream).storage == "memory"
+
+
 def test_a_read_only_bus_never_creates_a_stream(server, names):
     stream, prefix = names
     with pytest.raises(HmsBusError, match=f"there is no stream '{stream}' .* nothing to read"):
