@@ -15,6 +15,7 @@ engine; they never rely on a subscriber having run inside ``publish``.
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -77,6 +78,35 @@ ENGINES: dict[str, Callable[[pytest.FixtureRequest], MakeBackend]] = {
 """Every backend the contract runs against: name -> factory maker."""
 
 
+MUTANT = os.environ.get("HMS_CONTRACT_MUTANT", "")
+"""Set by ``test_contract_bites.py`` to break each backend on purpose:
+``reverse-read`` (kept events come newest first) or ``swap-feed`` (every
+second fed event overtakes the one before). Empty in a normal run."""
+
+
+def _mutate(backend: Backend) -> Backend:
+    if MUTANT == "reverse-read":
+        read = backend.read
+        backend.read = lambda *args, **kw: read(*args, **kw)[::-1]  # type: ignore[method-assign]
+    elif MUTANT == "swap-feed" and not backend.local:
+        listen = backend.listen
+
+        def swapped(sink: Any) -> Any:
+            held: list = []
+
+            def swap(event: Any, position: Any) -> None:
+                if held:
+                    sink(event, position)
+                    sink(*held.pop())
+                else:
+                    held.append((event, position))
+
+            return listen(swap)
+
+        backend.listen = swapped  # type: ignore[method-assign]
+    return backend
+
+
 @pytest.fixture(scope="session")
 def nats_server() -> Iterator[Any]:
     """One throw-away nats-server for the contract's NATS runs (they share one worker)."""
@@ -111,7 +141,7 @@ def make_bus(request: pytest.FixtureRequest, engine: str) -> Iterator[Callable[.
         max_retained: int | None = None,
         seed: int | None = None,
     ) -> Bus:
-        backend = make_backend(retention=retention, max_retained=max_retained)
+        backend = _mutate(make_backend(retention=retention, max_retained=max_retained))
         bus = Bus(backend, clock=clock, src=src, seed=seed)
         made.append(bus)
         return bus
