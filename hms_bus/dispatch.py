@@ -20,14 +20,16 @@ carries events (see :mod:`hms_bus.backends.base`). The rules:
 Two ways of running, chosen by :attr:`Backend.local`
 (:func:`dispatcher_for`):
 
-* **Local** (:class:`LocalDispatcher`, the in-memory backend): the publishing thread delivers, right
-  after the event is stored; a thread that finds another one delivering
-  queues its event, and that one delivers it too. ``flush`` waits.
-* **Fed** (:class:`FedDispatcher`, NATS, Kafka): events come back from the backend's feed (this
-  bus's own and other processes'), with a position each; one worker thread
-  delivers them. Events this bus published before a ``deliver="new"`` (or
-  time) subscription may still be on their way back: the join remembers
-  how far this bus had published, and they are skipped for it.
+* **Local** (:class:`LocalDispatcher`, the in-memory backend): the
+  publishing thread delivers, right after the event is stored; a thread
+  that finds another one delivering queues its event, and that one delivers
+  it too. ``flush`` waits.
+* **Fed** (:class:`FedDispatcher`, NATS, Kafka): events come back from the
+  backend's feed (this bus's own and other processes'), with a position
+  each; one worker thread delivers them. Events this bus published before a
+  ``deliver="new"`` (or time) subscription may still be on their way back:
+  the join remembers how far this bus had published, and they are skipped
+  for it.
 """
 
 from __future__ import annotations
@@ -134,7 +136,7 @@ class Dispatcher:
             return
         events: list[Event] = []
         upto = self._position if job.upto is None else job.upto
-        if job.history and upto != 0:
+        if job.history:
             try:
                 events = self.backend.read(sub.pattern, job.since, None, None, upto)
             except Exception as exc:  # the events stay stored; live delivery goes on
@@ -156,7 +158,10 @@ class Dispatcher:
             except BaseException as exc:
                 if not self._interrupted(job, event, events[i + 1 :], exc):
                     raise
-        self._enter(job)
+        try:
+            self._enter(job)
+        except Exception as exc:  # e.g. MemoryError in the index: say so, keep delivering
+            _log_error("could not add subscriber %s: %s: %s", sub.name, type(exc).__name__, exc)
 
     def _interrupted(self, job: _Join, event: Event, rest: list[Event], exc: BaseException) -> bool:
         """``job.sub`` raised ``exc`` (not an Exception) on ``event``; True to go on."""
@@ -359,8 +364,8 @@ class FedDispatcher(Dispatcher):
             inbox: queue.SimpleQueue = queue.SimpleQueue()
             put = inbox.put
 
-            def sink(event: Event, position: Position) -> None:
-                put((event, position))
+            def sink(event: Event, position: Position, own: bool) -> None:
+                put((event, position, own))
 
             self._inbox = inbox
             self._position = self.backend.listen(sink)
@@ -372,16 +377,15 @@ class FedDispatcher(Dispatcher):
         """The worker thread: one item at a time, in feed order."""
         assert self._inbox is not None
         get, lock, index, failed = self._inbox.get, self.lock, self.index, self._failed
-        own = self.bus.id
         while True:
             item = get()
             try:
                 if item.__class__ is tuple:
-                    event, self._position = item
+                    event, self._position, own = item
                     with lock:
                         subs = index.lookup(event.topic)
                     skips = self._skips
-                    mine = skips and event.bus_id == own
+                    mine = own and skips
                     for sub in subs:
                         if not sub.active:
                             continue

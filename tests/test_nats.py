@@ -104,6 +104,21 @@ def test_seeded_runs_with_equal_ids_are_both_stored(url):
         assert len(b.replay("sim.run")) == 2
 
 
+def test_deliver_new_gets_another_connections_events_with_the_same_ids(url):
+    """Seeded buses share ids; the other bus's events are live, not "published
+    here before subscribing"."""
+    got: list = []
+    with Bus(nats_backend(url), clock=VirtualClock(), seed=1) as a:
+        for n in range(5):
+            a.publish("twin.x", n)
+        a.subscribe("twin.x", got.append, deliver="new")
+        with Bus(nats_backend(url), clock=VirtualClock(), seed=1) as b:
+            sent = [b.publish("twin.x", 100 + n) for n in range(5)]
+        a.flush(10)
+    assert [e.id for e in sent] == [f"evt-{a.id}-00000{n}" for n in range(1, 6)]
+    assert [e["data"] for e in got] == [100, 101, 102, 103, 104]
+
+
 def test_use_and_env_var_switch_the_default_bus(url, monkeypatch, received):
     before = hms_bus.bus._default
     try:

@@ -12,7 +12,7 @@ carries them:
   oldest first, up to a *position*.
 * :meth:`Backend.listen` starts a feed of every event the backend stores,
   this bus's own and other processes', in the backend's order; each comes
-  with its position.
+  with its position and whether this backend appended it.
 * :meth:`Backend.flush`, :meth:`Backend.close`, :meth:`Backend.status`.
 
 A **position** is any value the backend chooses (a stream sequence, a map of
@@ -47,8 +47,8 @@ NEW = "new"
 Position = Any
 """Where a backend's feed stands; opaque to everyone but the backend."""
 
-Sink = Callable[["Event", Position], None]
-"""What :meth:`Backend.listen` feeds: ``sink(event, position)``, one event at a time."""
+Sink = Callable[["Event", Position, bool], None]
+"""What :meth:`Backend.listen` feeds: ``sink(event, position, own)``, one event at a time."""
 
 
 class Backend:
@@ -94,13 +94,14 @@ class Backend:
         raise NotImplementedError
 
     def listen(self, sink: Sink) -> Position:
-        """Start feeding ``sink(event, position)`` with every event stored from now on.
+        """Start feeding ``sink(event, position, own)`` with every event stored from now on.
 
         Called once, on the first subscription, by a non-local backend's bus.
         Return the position the feed starts after: every event at or before
         it is for :meth:`read`, every later one goes to ``sink``, once, in
-        order. ``sink`` never blocks and never raises; call it from any one
-        thread.
+        order. ``own`` is True for an event this backend appended (other
+        processes may publish equal ids: a seeded simulation run twice).
+        ``sink`` never blocks and never raises; call it from any one thread.
         """
         raise NotImplementedError(f"{type(self).__name__} has no feed; set local = True")
 

@@ -94,12 +94,12 @@ def _mutate(backend: Backend) -> Backend:
         def swapped(sink: Any) -> Any:
             held: list = []
 
-            def swap(event: Any, position: Any) -> None:
+            def swap(event: Any, position: Any, own: bool) -> None:
                 if held:
-                    sink(event, position)
+                    sink(event, position, own)
                     sink(*held.pop())
                 else:
-                    held.append((event, position))
+                    held.append((event, position, own))
 
             return listen(swap)
 

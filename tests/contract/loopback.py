@@ -73,7 +73,7 @@ class LoopbackBackend(Backend):
                 start, batch = self._fed, self._log[self._fed :]
             time.sleep(0.002)  # arrive a little later, as from a server
             for position, event in enumerate(batch, start + 1):
-                self._sink(event, position)
+                self._sink(event, position, True)  # all its events are its own
                 self._fed = position
 
     def flush(self, timeout: float | None = None) -> None:

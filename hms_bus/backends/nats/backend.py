@@ -177,11 +177,13 @@ class NatsBackend(Backend):
 
     def listen(self, sink: Sink) -> int:
         start = self.stream_info().state.last_seq
-        recent, decode = self._recent, self._decoder.decode
+        recent, decode, mine = self._recent, self._decoder.decode, self._encoder.suffix
 
         def on_msg(msg: Any, sseq: int, ts_ns: int, pending: int) -> None:
             key = msg.headers.get("Nats-Msg-Id") if msg.headers else None
+            own = False
             if key is not None and is_own_id(key):
+                own = key.endswith(mine)
                 if key in recent:
                     self._copies += 1
                     return  # an event stored twice (re-sent after the duplicate window)
@@ -191,7 +193,7 @@ class NatsBackend(Backend):
                         del recent[old]
             event = decode(msg.subject, msg.data, sseq, ts_ns)
             if event is not None:
-                sink(event, sseq)
+                sink(event, sseq, own)
 
         feed = Feed(self._conn.nc, self.stream, f"{self.prefix}.>", on_msg, start_seq=start + 1)
         self._conn.call(feed.start(), 40)
