@@ -166,7 +166,10 @@ class NatsBackend(Backend):
         upto: int | None = None,
     ) -> list[Event]:
         if upto is None:
-            self._sender.wait_acked(time.monotonic() + 60, lambda: self._timeout(60, "stored"))
+            deadline = time.monotonic() + READ_TIMEOUT_S  # read your own writes first
+            self._sender.wait_acked(
+                deadline, lambda: self._timeout(READ_TIMEOUT_S, "stored", "replay()")
+            )
             state = self.stream_info().state
             if state.messages == 0:
                 return []
@@ -332,10 +335,10 @@ class NatsBackend(Backend):
             await feed.close()
         return out[:limit] if limit is not None else out
 
-    def _timeout(self, timeout: float | None, what: str) -> None:
+    def _timeout(self, timeout: float | None, what: str, call: str = "flush()") -> None:
         sender = self._sender
         raise TimeoutError(
-            f"flush() timed out after {timeout} s: {len(sender.outbox)} events queued and "
+            f"{call} timed out after {timeout} s: {len(sender.outbox)} events queued and "
             f"{len(sender.inflight)} awaiting acks, not yet {what} ({self._conn.state()})"
         )
 

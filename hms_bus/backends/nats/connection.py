@@ -167,8 +167,14 @@ def _flag(name: str, value: Any) -> bool:
 
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
+
+def _retention(name: str, value: Any) -> float:
+    seconds = _seconds(name, value, inf_ok=True)
+    return 0.0 if math.isinf(seconds) else seconds  # JetStream's max_age 0: no limit
+
+
 _PARSERS: dict[str, Callable[[str, Any], Any]] = {
-    "retention": lambda n, v: (lambda s: 0.0 if math.isinf(s) else s)(_seconds(n, v, inf_ok=True)),
+    "retention": _retention,
     "max_retained": lambda n, v: _count(n, v, none_ok=True),
     "max_bytes": lambda n, v: _count(n, v, none_ok=True),
     "replicas": lambda n, v: _count(n, v, none_ok=False, high=5),
