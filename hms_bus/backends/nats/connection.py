@@ -311,7 +311,9 @@ class Connection:
         self._opening = True  # the reason goes into the error raised, not also into the log
         try:
             self.nc = await asyncio.wait_for(nats.connect(**self.connect_options()), timeout)
-            self.nc.options["max_reconnect_attempts"] = -1
+            options = getattr(self.nc, "options", None)  # nats-py keeps them in a dict
+            if isinstance(options, dict):
+                options["max_reconnect_attempts"] = -1  # from now on: reconnect forever
         except (asyncio.TimeoutError, OSError, nats.errors.Error) as exc:
             why = self.last_error or f"{type(exc).__name__}: {exc}"
             within = f" within {timeout:g} s" if isinstance(exc, asyncio.TimeoutError) else ""
