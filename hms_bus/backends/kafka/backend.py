@@ -22,8 +22,7 @@ from typing import Any
 
 from ...errors import HmsBusError
 from ...event import Event
-from ..base import Backend
-from ._today import TodaysDelivery
+from ..base import Backend, Sink
 from .admin import Cluster
 from .config import parse, shown
 from .feed import Feed, Position
@@ -36,7 +35,7 @@ __all__ = ["KafkaBackend"]
 log = logging.getLogger("hms_bus.kafka")
 
 
-class KafkaBackend(TodaysDelivery, Backend):
+class KafkaBackend(Backend):
     """Stores events in Kafka topics and carries them back from there.
 
     :param url: ``kafka://host:port[,host:port...][?option=value&...]``; see
@@ -61,7 +60,6 @@ class KafkaBackend(TodaysDelivery, Backend):
         self._routes: dict[str, tuple[str, int]] = {}
         self._duplicates_read = 0
         self._closed = False
-        super().__init__()
         _open.add(self)
 
     # -- storing -----------------------------------------------------------------
@@ -122,19 +120,20 @@ class KafkaBackend(TodaysDelivery, Backend):
 
     # -- carrying ------------------------------------------------------------------------
 
-    def listen(self, sink: Any) -> Position:
+    def listen(self, sink: Sink) -> Position:
         """Follow every Kafka topic of the bus from now on; see :mod:`.feed`."""
         with self.bus.lock:  # no publish between the flush and the feed's start
             self.sender.producer.flush(self.config.message_timeout)
-            own = {(self.bus.id, self.session): self.bus.published + 1}
+            mine = (self.bus.id, self.session)
 
-            def hand_on(record: Any, position: Position, _sink: Any = sink) -> None:
-                _sink(record.event, position)
+            def hand_on(record: Any, position: Position, _sink: Sink = sink) -> None:
+                _sink(record.event, position, record.stream == mine)
 
+            own = {mine: self.bus.published + 1}
             self.feed = Feed(self.config, self.cluster, self.topics, hand_on, own)
         return self.feed.position()
 
-    def flush_stored(self, timeout: float | None = None) -> None:
+    def flush(self, timeout: float | None = None) -> None:
         """Wait until every event is stored and, once listening, handed to the feed's sink.
 
         Raises :class:`~hms_bus.HmsBusError` naming events librdkafka could not
@@ -182,7 +181,6 @@ class KafkaBackend(TodaysDelivery, Backend):
             "found_topics": sorted(self.cluster.found),
             "admin_api": self.cluster.admin_api,
             "last_error": (feed.last_error if feed else "") or self.sender.errors.last,
-            **self._delivery_status(),
         }
 
     def close(self) -> None:

@@ -134,10 +134,6 @@ class Feed:
         """The position now (exact when called on the feed's thread)."""
         return Position(self._base, self._log, len(self._log))
 
-    def submit(self, fn: Callable[[], Any]) -> None:
-        """Run ``fn()`` on the feed's thread between two records, without waiting."""
-        self._jobs.put(fn)
-
     def call(self, fn: Callable[[], Any], timeout: float | None = None) -> Any:
         """Run ``fn()`` on the feed's thread between two records; return its result."""
         if threading.current_thread() is self.thread:
@@ -323,15 +319,3 @@ class Feed:
         except Exception as exc:  # a bug in the sink must not stop the feed
             self.last_error = f"handing on {record.event.id}: {exc!r}"
             log.exception("the Kafka feed could not hand on %s", record.event.id)
-
-    def settle(self, timeout: float) -> None:
-        """Take records until none waits for a gap, for at most ``timeout`` s, then hand on
-        the rest (on the feed's thread, once this bus's own records are all stored)."""
-        deadline = time.monotonic() + timeout
-        while self._waiting and time.monotonic() < deadline:
-            self._take(0.01)
-        for line in self._waiting.values():
-            for record, _, _ in line:
-                if record.stream is not None:
-                    self._expect.pop(record.stream, None)
-        self._hand_on_ready()
