@@ -432,6 +432,21 @@ def test_use_and_the_environment_variable_select_kafka(kafka_url, monkeypatch, r
         hms_bus.bus._default = before
 
 
+def test_use_passes_retention_and_max_retained_to_kafka(kafka_url):
+    before = hms_bus.bus._default
+    try:
+        bus = hms_bus.use(kafka_url, clock=VirtualClock(), retention=3600, max_retained=2)
+        assert (bus.backend.config.retention, bus.backend.config.max_retained) == (3600.0, 2)
+        for n in range(4):
+            hms_bus.publish("payments.sent", n)
+        assert [e.data for e in hms_bus.replay()] == [2, 3]
+        bus.close()
+        with pytest.raises(ValueError, match="retention given both in .* and as a keyword"):
+            hms_bus.use(kafka_url + "&retention=60", retention=3600)
+    finally:
+        hms_bus.bus._default = before
+
+
 def test_status_and_repr_show_the_url_without_secrets(kafka_url, make_bus):
     bus = make_bus(kafka_url, conf={"sasl.password": "hunter2"})
     assert "hunter2" not in repr(bus) + repr(bus.backend) + str(bus.status())

@@ -85,6 +85,12 @@ def test_cli_publish_tail_replay_on_kafka(mock_process):
     assert ['"payments.sent"' in lines[0], '"payments.failed"' in lines[1]] == [True, True]
     out = subprocess.run([*CLI, "replay", "payments.*", "--since", "10m", "--limit", "1"], **run)
     assert out.stdout.count("\n") == 1 and '"payments.failed"' in out.stdout
+    out = subprocess.run([*CLI, "replay", "orders.*", "--url", url.replace("cli", "cli2")], **run)
+    assert out.returncode == 0 and out.stdout == ""
+    topics = Producer({"bootstrap.servers": url.split("//")[1].split("?")[0]}).list_topics(
+        timeout=5
+    )
+    assert not [t for t in topics.topics if t.startswith("cli2.")]  # replay created nothing
     out = subprocess.run([*CLI, "--url", "kafka://127.0.0.1:1", "replay"], **run)
     assert out.returncode == 1
     assert out.stderr.startswith("error: cannot connect to Kafka at kafka://127.0.0.1:1 within 3 s")
