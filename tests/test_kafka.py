@@ -233,6 +233,16 @@ def test_subscribe_from_a_time_then_live(kafka_url, make_bus, received):
     assert [e.data["i"] for e in received] == [7, 8, 9, 10]
 
 
+def test_the_first_subscription_gets_what_was_just_published_in_order(kafka_url, make_bus):
+    """900 events over three Kafka topics, then the first subscription: publish order."""
+    bus = make_bus(kafka_url)
+    sent = [bus.publish(f"{family}.x", n) for n in range(300) for family in ("a", "b", "c")]
+    got: list = []
+    bus.subscribe(">", got.append)
+    bus.flush(10)
+    assert [e.id for e in got] == [e.id for e in sent]
+
+
 def test_deliver_new_skips_events_still_on_their_way(kafka_url, make_bus, received):
     bus = make_bus(kafka_url)
     bus.publish("a.b", {"n": 1})  # not yet acknowledged when the subscription starts
