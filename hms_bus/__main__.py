@@ -24,6 +24,7 @@ import time
 from datetime import timedelta
 
 from .errors import HmsBusError
+from .redact import redact_url, scrub
 
 DEFAULT_URL = "nats://127.0.0.1:4222"
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
@@ -126,7 +127,8 @@ def cmd_tail(args: argparse.Namespace) -> int:
     with _bus(args) as bus:
         deliver = _when(args.since) if args.since else "new"
         bus.subscribe(args.pattern, show, deliver=deliver, name="tail")
-        print(f"# tailing {args.pattern!r} on {bus.backend.url}; Ctrl-C stops", file=sys.stderr)
+        where = redact_url(bus.backend.url)
+        print(f"# tailing {args.pattern!r} on {where}; Ctrl-C stops", file=sys.stderr)
         try:
             done.wait()
         except KeyboardInterrupt:
@@ -172,8 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.fn(args)
-    except (HmsBusError, ValueError, TypeError, ModuleNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (HmsBusError, ValueError, TypeError, ModuleNotFoundError, OSError) as exc:
+        print(f"error: {scrub(exc)}", file=sys.stderr)
         return 1
 
 

@@ -38,6 +38,7 @@ from .backends.base import ALL, NEW, Backend
 from .clock import MAX_TIME, MIN_TIME, Clock, VirtualClock, WallClock, to_epoch
 from .errors import HmsBusError
 from .event import Event, format_ts, freeze
+from .redact import kit_logger, redact_url, register_url, scrub
 from .retention import DEFAULT_MAX_RETAINED, DEFAULT_WINDOW_S
 from .topics import validate_pattern, validate_topic
 
@@ -55,10 +56,9 @@ __all__ = [
 
 
 def _log_error(message: str, *args: object) -> None:
-    """Log on the ``hms_bus`` logger; ``logging`` loads on the first error only."""
-    import logging
-
-    logging.getLogger("hms_bus").error(message, *args)
+    """Log on the ``hms_bus`` logger (secrets scrubbed); ``logging`` loads on the first
+    error only."""
+    kit_logger("hms_bus").error(message, *args)
 
 
 _new_event = Event.create
@@ -362,8 +362,16 @@ class Bus:
                 self.backend.close()
 
     def status(self) -> dict:
-        """Counters from the backend (kept events, queued, subscriptions...)."""
-        return {"published": self._seq, **self.backend.status()}
+        """Counters from the backend (kept events, queued, subscriptions...).
+
+        Secrets never show: the URL is redacted (``nats://alice:***@host``) and
+        every text value scrubbed (see :mod:`hms_bus.redact`).
+        """
+        status = {"published": self._seq, **self.backend.status()}
+        for key, value in status.items():
+            if isinstance(value, str):
+                status[key] = redact_url(value) if key == "url" else scrub(value)
+        return status
 
     @property
     def id(self) -> str:
@@ -382,7 +390,8 @@ class Bus:
         self.close()
 
     def __repr__(self) -> str:
-        return f"<Bus {self.backend.url} clock={self.clock!r} published={self._seq}>"
+        url = redact_url(self.backend.url)
+        return f"<Bus {url} clock={self.clock!r} published={self._seq}>"
 
     def _closed_message(self, what: str) -> str:
         return (
@@ -395,8 +404,9 @@ class Bus:
         publish it as ``bus.subscriber_error``. Backends call this; it never
         raises, so one subscriber's failure cannot stop delivery to the rest."""
         sub.errors += 1
-        error = _describe(exc)
-        _log_error("subscriber %s failed on %s (%s): %s", sub.name, ev.id, ev.topic, error)
+        error = scrub(_describe(exc))  # an exception may quote a URL or a token
+        name = scrub(sub.name)
+        _log_error("subscriber %s failed on %s (%s): %s", name, ev.id, ev.topic, error)
         if ev.topic == SUBSCRIBER_ERROR_TOPIC:
             return  # reporting this one would loop
         try:
@@ -405,7 +415,7 @@ class Bus:
                 {
                     "event_id": ev.id,
                     "topic": ev.topic,
-                    "subscriber": sub.name,
+                    "subscriber": name,
                     "pattern": sub.pattern,
                     "error": error,
                 },
@@ -518,13 +528,30 @@ def _from_target(url: object, **kwargs: Any) -> Bus:
         raise TypeError(f"use() takes a Bus or a URL such as 'memory://', got {url!r}")
     if url == "memory://":
         return Bus(**kwargs)
+    shown = register_url(url)  # from here on, scrub() and the logs mask its secrets
     if url.startswith(("nats://", "tls://")):
         from .backends import nats_backend
 
-        return Bus(nats_backend(url), **kwargs)
+        try:
+            backend = nats_backend(url)
+        except (HmsBusError, ValueError, TypeError, OSError) as exc:
+            raise _scrubbed(exc) from None
+        return Bus(backend, **kwargs)
     raise ValueError(
-        f"unknown bus URL {url!r}; use 'memory://' or 'nats://host:4222' (check HMS_BUS_URL)"
+        f"unknown bus URL {shown!r}; use 'memory://' or 'nats://host:4222' (check HMS_BUS_URL)"
     )
+
+
+def _scrubbed(exc: BaseException) -> BaseException:
+    """``exc`` again, its text scrubbed of secrets, keeping its type when it can."""
+    text = _describe(exc).partition(": ")[2]
+    clean = scrub(text)
+    if clean == text:
+        return exc
+    try:
+        return type(exc)(clean)
+    except Exception:
+        return HmsBusError(clean)
 
 
 def publish(topic: str, data: Any = None, *, src: str | None = None) -> Event:
