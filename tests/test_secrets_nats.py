@@ -91,11 +91,6 @@ def _cli(*args: str, env_url: str) -> str:
     return f"$ {' '.join(args)} -> {out.returncode}\n{out.stdout}{out.stderr}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="phase 2: the NATS backend's own log lines and repr still show its raw URL; "
-    "they go through hms_bus.redact once the backends rewrite (issue 11) lands",
-)
 def test_planted_secrets_never_leak_nats(auth_server, monkeypatch, caplog, capsys):
     caplog.set_level(logging.DEBUG)
     host = f"127.0.0.1:{auth_server.port}"

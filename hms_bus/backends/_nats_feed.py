@@ -14,16 +14,17 @@ at or below the last sequence it passed on, so a reset never repeats one.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from ..redact import kit_logger
+
 __all__ = ["Feed"]
 
-log = logging.getLogger("hms_bus.nats")
+log = kit_logger("hms_bus.nats")
 
 HEARTBEAT_S = 1.0
 """How often an idle consumer says it is alive, in seconds."""

@@ -35,9 +35,9 @@ import atexit
 import concurrent.futures
 import itertools
 import json
-import logging
 import queue
 import secrets
+import ssl
 import threading
 import time
 import weakref
@@ -53,17 +53,20 @@ from nats.js.api import DiscardPolicy, StorageType, StreamConfig
 
 from ..errors import HmsBusError
 from ..event import Event, freeze
+from ..redact import kit_logger, register_url
 from ..retention import DEFAULT_MAX_RETAINED, DEFAULT_WINDOW_S
 from ..topics import TopicIndex
 from ._nats_feed import Feed
 from .base import ALL, NEW, Backend
+from .nats_auth import OPTIONS as SECURITY_OPTIONS
+from .nats_auth import connect_error, is_auth_error, require_tls, security_from
 
 if TYPE_CHECKING:
     from ..bus import Subscription
 
 __all__ = ["NatsBackend"]
 
-log = logging.getLogger("hms_bus.nats")
+log = kit_logger("hms_bus.nats")
 
 HOW_TO_START = (
     "start one with `make nats` or `python -m hms_bus server`, or set HMS_BUS_URL "
@@ -125,6 +128,12 @@ class NatsBackend(Backend):
     :param max_buffered: events held while the server is away; beyond this
         ``publish`` raises.
     :param outage_timeout: how long :meth:`flush` waits for an absent server.
+
+    Credentials and TLS (``user``, ``password``, ``token``, ``nkey``,
+    ``nkey_seed``, ``creds``, ``ca``, ``cert``, ``key``, ``tls``) come as
+    keywords, URL options or environment variables; see
+    :mod:`hms_bus.backends.nats_auth`. ``url`` keeps the URL with its secrets
+    masked, for messages and ``repr``.
     """
 
     def __init__(
@@ -142,11 +151,18 @@ class NatsBackend(Backend):
         max_attempts: int = 12,
         max_buffered: int = 1_000_000,
         outage_timeout: float = 30.0,
+        **security: Any,
     ) -> None:
         if not isinstance(url, str):
             raise TypeError(f"url must be a str such as 'nats://127.0.0.1:4222', got {url!r}")
-        base, _, query = url.partition("?")
+        unknown = sorted(set(security) - set(SECURITY_OPTIONS))
+        if unknown:
+            raise TypeError(f"NatsBackend() got unexpected keyword argument(s) {unknown}")
+        raw_url, url = url, register_url(url)  # from here on, only the masked form is shown
+        base, _, query = raw_url.partition("?")
         opts: dict[str, Any] = dict(parse_qsl(query))
+        servers = [s.strip() for s in base.split(",") if s.strip()]
+        self._security = security_from(servers, opts, security, url=raw_url)
         stream = opts.pop("stream", stream)
         prefix = opts.pop("prefix", prefix)
         try:
@@ -158,9 +174,10 @@ class NatsBackend(Backend):
         if opts:
             raise ValueError(
                 f"unknown parameter(s) {sorted(opts)} in {url!r}; "
-                f"known: stream, prefix, retention, replicas, max_bytes"
+                f"known: stream, prefix, retention, replicas, max_bytes, "
+                f"{', '.join(SECURITY_OPTIONS)}"
             )
-        self.servers = [s.strip() for s in base.split(",") if s.strip()]
+        self.servers = self._security.servers
         bad = [s for s in self.servers if not s.startswith(("nats://", "tls://"))]
         if bad or not self.servers:
             raise ValueError(f"bad NATS URL {url!r}; use e.g. 'nats://127.0.0.1:4222'")
@@ -240,26 +257,38 @@ class NatsBackend(Backend):
 
     async def _connect(self, timeout: float) -> None:
         self._wake = asyncio.Event()
-        try:
-            self._nc = await asyncio.wait_for(
-                nats.connect(
-                    self.servers,
-                    error_cb=self._on_error,
-                    disconnected_cb=self._on_disconnect,
-                    reconnected_cb=self._on_reconnect,
-                    connect_timeout=max(1, int(timeout / 2)),
-                    reconnect_time_wait=0.25,
-                    max_reconnect_attempts=-1,
-                    name="hms_bus",
-                ),
-                timeout,
+        self._refused = asyncio.Event()  # set by _on_error: no use retrying
+        self._refusal: Exception | None = None
+        await require_tls(self._security)
+        connecting = asyncio.ensure_future(
+            nats.connect(
+                **self._security.connect_options(),
+                error_cb=self._on_error,
+                disconnected_cb=self._on_disconnect,
+                reconnected_cb=self._on_reconnect,
+                connect_timeout=max(1, int(timeout / 2)),
+                reconnect_time_wait=0.25,
+                max_reconnect_attempts=-1,
+                name="hms_bus",
             )
-        except (asyncio.TimeoutError, OSError, nats.errors.Error) as exc:
-            why = self._last_error or f"{type(exc).__name__}: {exc}"
-            raise HmsBusError(
-                f"cannot reach a NATS server at {self.url} within {timeout:g} s ({why}); "
-                f"{HOW_TO_START}"
-            ) from None
+        )
+        refused = asyncio.ensure_future(self._refused.wait())
+        try:
+            await asyncio.wait(
+                {connecting, refused}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            refused.cancel()
+        if connecting.done() and connecting.exception() is None:
+            self._nc = connecting.result()
+        else:
+            why: BaseException | str | None = self._refusal
+            if not connecting.done():
+                connecting.cancel()
+                why = why or self._last_error or f"no answer within {timeout:g} s"
+            else:
+                why = why or connecting.exception()
+            raise connect_error(self._security, self.url, why, timeout, HOW_TO_START)
         self._js = self._nc.jetstream()
         # Acks come back on our own inbox: an error reply (full stream, no
         # leader) is seen at once instead of only by error_cb (nats.py #985).
@@ -309,6 +338,9 @@ class NatsBackend(Backend):
 
     async def _on_error(self, exc: Exception) -> None:
         text = f"{type(exc).__name__}: {exc}"
+        if is_auth_error(text) or isinstance(exc, ssl.SSLError):
+            self._refusal = self._refusal or exc  # later errors (a reset) say less
+            self._refused.set()
         if text != self._last_error:
             log.warning("NATS at %s: %s", self.url, text)
         self._last_error = text
