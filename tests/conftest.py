@@ -114,3 +114,19 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             reporter.write_line(f"ERROR: {message}", red=True, bold=True)
         if session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--browser",
+        action="store_true",
+        help="also collect tests/browser: JupyterLab and Voila in headless Chromium "
+        "(make test-browser)",
+    )
+
+
+def pytest_ignore_collect(collection_path, config):
+    """tests/browser needs Chromium and takes a minute: only with --browser."""
+    if collection_path.name == "browser" and not config.getoption("--browser"):
+        return True
+    return None

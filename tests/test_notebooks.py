@@ -33,12 +33,13 @@ PATH = [
     "04-behind-the-curtain.ipynb",
     "05-retention-and-replay.ipynb",
     "06-monitor.ipynb",
-    "07-hurricane-ida-simulation.ipynb",
-    "08-governors-dashboard.ipynb",
-    "09-nats-backend.ipynb",
-    "10-for-instructors.ipynb",
+    "07-alert-routing.ipynb",
+    "08-hurricane-ida-simulation.ipynb",
+    "09-governors-dashboard.ipynb",
+    "10-nats-backend.ipynb",
+    "11-for-instructors.ipynb",
 ]
-"""The learner's path, in order; later notebooks join as their issues land."""
+"""The learner's path, in order."""
 
 EXISTING = [name for name in PATH if (NOTEBOOKS / name).exists()]
 LESSONS = [name for name in EXISTING if name != "00-index.ipynb"]
@@ -73,11 +74,12 @@ def links(text: str) -> list[str]:
     return re.findall(r"\]\(([\w-]+\.ipynb)\)", text)
 
 
-def test_the_first_five_notebooks_exist():
-    assert EXISTING[:6] == PATH[:6]
+def test_every_notebook_of_the_path_exists():
+    assert EXISTING == PATH
+    assert sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")) == PATH
 
 
-def test_index_links_all_ten_notebooks_in_order():
+def test_index_links_every_notebook_in_order():
     text = "".join(source(c) for c in load("00-index.ipynb")["cells"])
     assert links(text)[: len(PATH) - 1] == PATH[1:]
 
@@ -110,16 +112,12 @@ def test_stored_outputs_come_from_one_full_run(name):
 
 
 @pytest.mark.parametrize("name", LESSONS)
-def test_exercises_have_a_hidden_solution_and_end_in_an_assert(name):
-    """Each exercise is: hidden solution, the learner's cell, a check that asserts."""
+def test_notebook_ends_with_key_points(name):
+    """The cell before the link to the next notebook sums the lesson up."""
     cells = load(name)["cells"]
-    solutions = [i for i, c in enumerate(cells) if "solution" in tags(c)]
-    assert solutions, f"{name} has no exercises"
-    for i in solutions:
-        assert cells[i]["metadata"]["jupyter"]["source_hidden"] is True
-        answer, check = cells[i + 1], cells[i + 2]
-        assert source(answer).startswith("# Your answer")
-        assert check["cell_type"] == "code" and "assert " in source(check)
+    points = source(cells[-2])
+    assert cells[-2]["cell_type"] == "markdown" and points.startswith("## Key points")
+    assert points.count("\n* ") >= 3, points
 
 
 @pytest.mark.parametrize("name", EXISTING)
@@ -128,6 +126,17 @@ def test_error_cells_are_tagged_and_store_their_error(name):
     for cell in code_cells(load(name)):
         errors = [o for o in cell["outputs"] if o["output_type"] == "error"]
         assert bool(errors) == ("raises-exception" in tags(cell)), source(cell)
+
+
+@pytest.mark.parametrize("name", EXISTING)
+def test_errors_shown_on_purpose_show_their_last_line_only(name):
+    """``%xmode Minimal`` in the cell: the stored traceback is the error line
+    alone, not 40 lines of the library's insides."""
+    for cell in code_cells(load(name)):
+        if "raises-exception" in tags(cell):
+            assert source(cell).startswith("%xmode Minimal\n"), source(cell)
+            (error,) = [o for o in cell["outputs"] if o["output_type"] == "error"]
+            assert len(error["traceback"]) == 1, error["traceback"]
 
 
 PUBLIC = {
@@ -152,7 +161,7 @@ def test_notebooks_use_only_the_public_api(name):
         if module in PUBLIC:
             for imported in names.split(","):
                 assert imported.strip() in PUBLIC[module], f"{module}.{imported.strip()}"
-    assert not re.search(r"\._\w", code), "private attribute used"
+    assert not re.search(r"\._[A-Za-z]", code), "private attribute used"
 
 
 @pytest.mark.parametrize("name", [n for n in LESSONS if n != "01-first-taste.ipynb"])
@@ -234,7 +243,6 @@ def test_changing_a_number_in_a_notebook_fails_nbval_with_both_values(tmp_path):
     assert 'len(replay("payments.sent"))' in out, out
 
 
-@pytest.mark.skipif("06-monitor.ipynb" not in EXISTING, reason="06 not written yet")
 def test_changing_a_rule_threshold_fails_nbval_with_both_values(tmp_path):
     """The chapter's stub with THRESH = 6 pages 19 times, not 20: nbval says so."""
     nb = load("06-monitor.ipynb")
@@ -242,3 +250,53 @@ def test_changing_a_rule_threshold_fails_nbval_with_both_values(tmp_path):
     out = run_nbval(nb, "06-monitor.ipynb", tmp_path)
     assert re.search(r"'20' == '19'", out), out
     assert "len(chapter_alerts)" in out, out
+
+
+CAPTURING = ("interact(", "interactive(", "interact_manual(", "Output(", ".capture(", "with out")
+"""Widget code that captures cell output into an Output widget. Headless
+execution (nbval, nbconvert, ``make notebooks``) then hangs now and then:
+nbclient answers the capture on the kernel's shell channel while it waits on
+that channel (jupyter/nbclient#312). Widgets whose values the code sets do not
+trigger it."""
+
+
+@pytest.mark.parametrize("name", EXISTING)
+def test_no_widget_captures_output(name):
+    code = "\n".join(source(c) for c in code_cells(load(name)))
+    for pattern in CAPTURING:
+        assert pattern not in code, f"{name} uses {pattern!r}; set widget values instead"
+
+
+@pytest.mark.parametrize(
+    "name", ["08-hurricane-ida-simulation.ipynb", "09-governors-dashboard.ipynb"]
+)
+def test_widget_notebooks_store_their_widget_state(name):
+    """Saved state lets JupyterLab and Voila draw the widgets before any cell
+    runs; without it they show as ``VBox(children=...`` text."""
+    nb = load(name)
+    state = nb["metadata"]["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    shown = [
+        o["data"]["application/vnd.jupyter.widget-view+json"]["model_id"]
+        for c in code_cells(nb)
+        for o in c["outputs"]
+        if "application/vnd.jupyter.widget-view+json" in o.get("data", {})
+    ]
+    assert shown and all(model in state for model in shown)
+
+
+def test_index_gives_time_and_prerequisites_and_maps_the_six_concepts():
+    text = "".join(source(c) for c in load("00-index.ipynb")["cells"])
+    rows = [line for line in text.splitlines() if re.match(r"\| \d+ \| \[", line)]
+    assert len(rows) == len(PATH) - 1
+    for row in rows:
+        time, needs = [cell.strip() for cell in row.strip("|").split("|")][3:5]
+        assert re.fullmatch(r"\d+ min", time) and needs, row
+    for concept in ("Event", "Topic", "Publisher", "Subscriber", "Stream retention", "Alert rule"):
+        assert re.search(rf"^\| {concept} \|", text, re.M), concept
+
+
+def test_instructor_notebook_lists_common_mistakes_for_every_notebook():
+    text = "".join(source(c) for c in load("11-for-instructors.ipynb")["cells"])
+    table = text[text.index("## Common mistakes") :]
+    for number in range(1, len(PATH)):
+        assert re.search(rf"^\| {number:02d} ", table, re.M), number
