@@ -93,6 +93,8 @@ class NatsServer:
     :param nkeys: public NKeys (``U...``) of users who log in with their seed.
     :param tls: ``(cert_file, key_file)``: clients must speak TLS (``tls://``).
     :param tls_ca: a CA file; with ``tls``, clients must show a certificate it signed.
+    :param extra_config: more nats-server configuration, appended as is (an
+        operator, its accounts and a resolver, for clients with ``.creds`` files).
 
     The server's credentials are not part of :attr:`url`; give them to the
     client yourself (in the URL, keyword arguments or environment variables).
@@ -112,6 +114,7 @@ class NatsServer:
         nkeys: list[str] | None = None,
         tls: tuple[str | os.PathLike, str | os.PathLike] | None = None,
         tls_ca: str | os.PathLike | None = None,
+        extra_config: str | None = None,
     ) -> None:
         if (user is None) != (password is None):
             raise ValueError("NatsServer(user=..., password=...) needs both, or neither")
@@ -130,6 +133,7 @@ class NatsServer:
         self.auth = {"user": user, "password": password, "token": token, "nkeys": nkeys}
         self.tls = tls
         self.tls_ca = tls_ca
+        self.extra_config = extra_config
         self.proc: subprocess.Popen | None = None
         self.log_path = self.store / f"{self.name}.log"
 
@@ -192,6 +196,8 @@ class NatsServer:
             if self.tls_ca is not None:
                 lines += [f"  ca_file: {_quote(Path(self.tls_ca).as_posix())}", "  verify: true"]
             lines.append("}")
+        if self.extra_config:
+            lines.append(self.extra_config)
         return lines
 
     def start(self) -> NatsServer:

@@ -8,9 +8,12 @@ never falls back to plaintext.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import ipaddress
 import itertools
+import json
+import os
 import time
 
 import pytest
@@ -182,6 +185,66 @@ def nkey_server(nkey_user):
         yield server
 
 
+@pytest.fixture(scope="module")
+def operator(tmp_path_factory, nkey_user):
+    """An operator-mode server (operator, system account, one account with JetStream,
+    JWTs signed here with NKeys), a ``.creds`` file for one of its users, and a
+    ``.creds`` file signed by an account the server does not know."""
+    nkeys = pytest.importorskip("nkeys")
+    folder = tmp_path_factory.mktemp("creds")
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+    def pair(prefix):
+        seed = nkeys.encode_seed(os.urandom(32), prefix)
+        kp = nkeys.from_seed(bytearray(seed))
+        return seed.decode(), kp.public_key.decode(), kp
+
+    def signed(issuer, subject, name, claims):
+        header = b64(json.dumps({"typ": "JWT", "alg": "ed25519-nkey"}).encode())
+        jti = base64.b32encode(os.urandom(20)).decode().rstrip("=")
+        body = {"jti": jti, "iat": int(time.time()), "iss": issuer[1], "name": name}
+        body = b64(json.dumps({**body, "sub": subject, "nats": {**claims, "version": 2}}).encode())
+        return f"{header}.{body}.{b64(issuer[2].sign(f'{header}.{body}'.encode()))}"
+
+    def creds(path, account, user):
+        jwt = signed(account, user[1], "learner", {"type": "user", **limits})
+        path.write_text(
+            f"-----BEGIN NATS USER JWT-----\n{jwt}\n------END NATS USER JWT------\n\n"
+            f"-----BEGIN USER NKEY SEED-----\n{user[0]}\n------END USER NKEY SEED------\n"
+        )
+        return str(path)
+
+    limits = {"subs": -1, "data": -1, "payload": -1}  # -1: no limit (0 would allow nothing)
+    js = {"mem_storage": -1, "disk_storage": -1, "streams": -1, "consumer": -1}
+    op = pair(nkeys.PREFIX_BYTE_OPERATOR)
+    system, account, stranger = (pair(nkeys.PREFIX_BYTE_ACCOUNT) for _ in range(3))
+    user = pair(nkeys.PREFIX_BYTE_USER)
+    accounts = {
+        system[1]: signed(
+            op, system[1], "SYS", {"type": "account", "limits": {**limits, "conn": -1}}
+        ),
+        account[1]: signed(
+            op, account[1], "HMS", {"type": "account", "limits": {**limits, "conn": -1, **js}}
+        ),
+    }
+    config = "\n".join(
+        [
+            f'operator: "{signed(op, op[1], "op", {"type": "operator"})}"',
+            f"system_account: {system[1]}",
+            "resolver: MEMORY",
+            "resolver_preload: {" + ", ".join(f'{k}: "{v}"' for k, v in accounts.items()) + "}",
+        ]
+    )
+    with NatsServer(extra_config=config) as server:
+        yield {
+            "server": server,
+            "creds": creds(folder / "learner.creds", account, user),
+            "stranger": creds(folder / "stranger.creds", stranger, user),
+        }
+
+
 # -- user and password ------------------------------------------------------------------------
 
 
@@ -277,6 +340,20 @@ def test_nats_unknown_nkey_is_refused_with_what_to_check(nkey_server, password_s
     assert took < 5
     assert text.endswith("(Authorization Violation): check the NKey seed you passed")
     assert seed not in text
+
+
+def test_nats_creds_file_logs_in_to_an_operator_mode_server(operator, monkeypatch):
+    url = f"nats://127.0.0.1:{operator['server'].port}"
+    assert _roundtrip(f"{url}?{_stream()}&creds={operator['creds']}") == [{"n": 1}]
+    monkeypatch.setenv("HMS_BUS_CREDS", operator["creds"])
+    assert _roundtrip(f"{url}?{_stream()}") == [{"n": 1}]
+
+
+def test_nats_creds_file_of_an_unknown_account_is_refused(operator):
+    url = f"nats://127.0.0.1:{operator['server'].port}"
+    text, took = _refused(url, creds=operator["stranger"])
+    assert took < 5
+    assert text.endswith(f"check the .creds file {operator['stranger']!r} you passed")
 
 
 def test_nats_creds_file_that_is_refused_names_the_file(password_server, tmp_path, nkey_user):
