@@ -61,7 +61,7 @@ MIN_SECRET_LEN = 4
 
 _SECRET_NAME = re.compile(
     r"pass|pwd|token|secret|seed|nkey|jwt|credential|api[._-]?key|private|key[._-]pem"
-    r"|auth|cookie|signature|sig$|session",
+    r"|ssl_key$|auth|cookie|signature|sig$|session",
     re.IGNORECASE,
 )
 _HARMLESS_HEADERS = frozenset(

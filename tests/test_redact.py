@@ -119,9 +119,20 @@ def test_kafka_style_settings_are_redacted_by_name():
         "sasl.password": "kafka-pw-123",
         "ssl.key.password": "key-pw-456",
         "ssl.ca.location": "/etc/ca.pem",
+        "ssl.key.location": "/etc/client.key",
+        "ssl.key.pem": "-----BEGIN PRIVATE KEY-----abc",
+        "ssl_key": "inline-key-789",
+        "sasl.oauthbearer.client.secret": "oauth-secret-1",
     }
     shown = register_config(config)
-    assert shown == {**config, "sasl.password": MASK, "ssl.key.password": MASK}
+    hidden = (
+        "sasl.password",
+        "ssl.key.password",
+        "ssl.key.pem",
+        "ssl_key",
+        "sasl.oauthbearer.client.secret",
+    )
+    assert shown == {**config, **dict.fromkeys(hidden, MASK)}
     assert redact_config(config) == shown
     assert scrub("login kafka-pw-123 / key-pw-456 failed") == f"login {MASK} / {MASK} failed"
 
