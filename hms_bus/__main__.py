@@ -1,6 +1,8 @@
 """The operator's command line: python -m hms_bus COMMAND.
 
-Commands work against --url, else HMS_BUS_URL, else nats://127.0.0.1:4222.
+Commands work against --url (before or after the command), else HMS_BUS_URL,
+else nats://127.0.0.1:4222. replay and tail only read: they never create or
+change a stream.
 
 examples:
   python -m hms_bus server                    # a local JetStream server (make nats)
@@ -22,6 +24,7 @@ import sys
 import threading
 import time
 from datetime import timedelta
+from typing import NoReturn
 
 from .errors import HmsBusError
 from .redact import redact_url, scrub
@@ -39,13 +42,38 @@ def _when(text: str) -> str | timedelta:
     return text
 
 
-def _bus(args: argparse.Namespace):
+def _bus(args: argparse.Namespace, *, readonly: bool = False):
     from .bus import Bus, _from_target
 
-    url = args.url or os.environ.get("HMS_BUS_URL") or DEFAULT_URL
+    url = getattr(args, "url", None) or os.environ.get("HMS_BUS_URL") or DEFAULT_URL
+    if readonly and url.startswith(("nats://", "tls://")) and "readonly=" not in url:
+        from .backends import nats_backend
+
+        return Bus(nats_backend(url, readonly=True))
     bus = _from_target(url)
     assert isinstance(bus, Bus)
     return bus
+
+
+def _count(text: str) -> int:
+    """An int >= 0, for --limit and --count."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative; give 0 or more")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a TCP port (0 to 65535; 0: a free one)")
+    return value
 
 
 def _print(ev) -> None:
@@ -104,7 +132,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    with _bus(args) as bus:
+    with _bus(args, readonly=True) as bus:
         since = _when(args.since) if args.since else None
         until = _when(args.until) if args.until else None
         events = bus.replay(args.pattern, since=since, until=until)
@@ -119,64 +147,86 @@ def cmd_tail(args: argparse.Namespace) -> int:
 
     def show(ev) -> None:
         nonlocal seen
+        if done.is_set():
+            return  # --count reached: events already on their way are not printed
         _print(ev)
         seen += 1
         if args.count and seen >= args.count:
             done.set()
 
-    with _bus(args) as bus:
+    with _bus(args, readonly=True) as bus:
         deliver = _when(args.since) if args.since else "new"
-        bus.subscribe(args.pattern, show, deliver=deliver, name="tail")
+        sub = bus.subscribe(args.pattern, show, deliver=deliver, name="tail")
         where = redact_url(bus.backend.url)
         print(f"# tailing {args.pattern!r} on {where}; Ctrl-C stops", file=sys.stderr)
         try:
-            done.wait()
+            while not done.wait(0.5):
+                pass
         except KeyboardInterrupt:
             pass
+        finally:
+            sub.unsubscribe()
     return 0
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes on one line, without the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (python -m hms_bus --help shows the commands)\n")
 
 
 def main(argv: list[str] | None = None) -> int:
     summary, _, details = __doc__.partition("\n\n")
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m hms_bus",
         description=summary,
         epilog=details,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--url", help=f"bus URL (default: $HMS_BUS_URL or {DEFAULT_URL})")
-    cmds = parser.add_subparsers(dest="command", required=True)
+    url_help = f"bus URL (default: $HMS_BUS_URL or {DEFAULT_URL})"
+    parser.add_argument("--url", help=url_help)
+    cmds = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    p = cmds.add_parser("server", help="run a local nats-server with JetStream")
-    p.add_argument("--port", type=int, default=4222, help="client port; 0 for a free one")
+    def command(name: str, help: str, fn: object) -> argparse.ArgumentParser:
+        p = cmds.add_parser(name, help=help)
+        if name != "server":  # --url after the command too; SUPPRESS keeps one given before
+            p.add_argument("--url", default=argparse.SUPPRESS, help=url_help)
+        p.set_defaults(fn=fn)
+        return p
+
+    p = command("server", "run a local nats-server with JetStream", cmd_server)
+    p.add_argument("--port", type=_port, default=4222, help="client port; 0 for a free one")
     p.add_argument("--store", help="JetStream store directory (default: a temporary one)")
-    p.set_defaults(fn=cmd_server)
 
-    p = cmds.add_parser("tail", help="print events matching PATTERN as they arrive")
+    p = command("tail", "print events matching PATTERN as they arrive", cmd_tail)
     p.add_argument("pattern")
     p.add_argument("--since", help="start with kept events from then: 15m, 2h, or ISO time")
-    p.add_argument("--count", type=int, default=0, help="stop after this many events")
-    p.set_defaults(fn=cmd_tail)
+    p.add_argument("--count", type=_count, default=0, help="stop after this many events")
 
-    p = cmds.add_parser("publish", help="publish one event and wait for it to be stored")
+    p = command("publish", "publish one event and wait for it to be stored", cmd_publish)
     p.add_argument("topic")
     p.add_argument("json", nargs="?", help="the event data as JSON")
     p.add_argument("--src", default="hms-cli", help="who sends it (default hms-cli)")
-    p.set_defaults(fn=cmd_publish)
 
-    p = cmds.add_parser("replay", help="print kept events matching PATTERN")
+    p = command("replay", "print kept events matching PATTERN", cmd_replay)
     p.add_argument("pattern", nargs="?", default=">")
     p.add_argument("--since", help="15m, 2h, 1d or ISO time")
     p.add_argument("--until", help="15m, 2h, 1d or ISO time")
-    p.add_argument("--limit", type=int, default=0, help="only the last N")
-    p.set_defaults(fn=cmd_replay)
+    p.add_argument("--limit", type=_count, default=0, help="only the last N (0: all)")
 
     args = parser.parse_args(argv)
     try:
         return args.fn(args)
-    except (HmsBusError, ValueError, TypeError, ModuleNotFoundError, OSError) as exc:
-        print(f"error: {scrub(exc)}", file=sys.stderr)
+    except (HmsBusError, ValueError, TypeError, ModuleNotFoundError, TimeoutError, OSError) as exc:
+        print(f"error: {_one_line(scrub(exc))}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 if __name__ == "__main__":

@@ -2,8 +2,10 @@
 
 A :class:`Bus` checks what it is given, turns it into an :class:`Event`
 (frozen data, bus-clock time, a unique id) and hands it to its backend, which
-stores it and calls the subscribers. The module-level functions act on a
-default bus, so the chapter's two-line demo works as written.
+stores and carries it; the bus's dispatcher (:mod:`hms_bus.dispatch`) calls
+the subscribers, by the same rules on every backend. The module-level
+functions act on a default bus, so the chapter's two-line demo works as
+written.
 
 Delivery semantics, the same on every backend:
 
@@ -36,6 +38,7 @@ from typing import Any
 
 from .backends.base import ALL, NEW, Backend
 from .clock import MAX_TIME, MIN_TIME, Clock, VirtualClock, WallClock, to_epoch
+from .dispatch import dispatcher_for
 from .errors import HmsBusError
 from .event import Event, format_ts, freeze
 from .redact import kit_logger, redact_url, register_url, scrub
@@ -84,7 +87,7 @@ class Subscription:
     calls of ``fn`` that raised.
     """
 
-    __slots__ = ("pattern", "fn", "name", "bus", "active", "errors", "_key", "__weakref__")
+    __slots__ = ("pattern", "fn", "name", "bus", "active", "errors", "__weakref__")
 
     def __init__(self, bus: Bus, pattern: str, fn: Callback, name: str) -> None:
         self.bus = bus
@@ -93,7 +96,6 @@ class Subscription:
         self.name = name
         self.active = True
         self.errors = 0
-        self._key = 0
 
     def unsubscribe(self) -> None:
         """Stop receiving events; calling it twice is harmless."""
@@ -168,7 +170,7 @@ class Bus:
                     f"Bus(backend=..., {', '.join(given)}): retention and max_retained "
                     f"configure the default in-memory backend only; set them on the "
                     f"backend you pass, e.g. MemoryBackend(retention=3600, "
-                    f"max_retained=10_000)"
+                    f"max_retained=10_000) or nats_backend(url, retention=3600)"
                 )
         self._now = _clock_reader(clock)
         self.clock = clock if clock is not None else WallClock()
@@ -179,12 +181,13 @@ class Bus:
         self._idp = f"{rng.getrandbits(32):08x}"
         self.lock = threading.Lock()
         """Orders publishes: held while an event gets its sequence and time
-        and is handed to the backend. Backends take it too."""
+        and is handed to the backend. The dispatcher and backends take it too."""
         self._seq = 0
         self._last = float("-inf")
         self._closed = False
         self.backend = backend
         backend.attach(self)
+        self._dispatch = dispatcher_for(self, backend)
 
     # -- publishing ---------------------------------------------------------
 
@@ -200,19 +203,19 @@ class Bus:
         src = self.src if src is None else _check_src(src)
         if self._closed:
             raise HmsBusError(self._closed_message("publish"))
-        backend = self.backend
+        dispatch = self._dispatch
         with self.lock:
             t = self._now()
             if t < self._last:
                 t = self._last  # time on one bus never runs backwards
             seq = self._seq + 1
             ev = _new_event(topic, data, src, t, seq, self._idp)
-            due = backend.publish(ev)
+            due = dispatch.admit(ev)  # the backend stores it; who gets it now, if anyone
             # Counted once the backend took it: a refusal leaves no gap in seq.
             self._seq = seq
             self._last = t
         if due is not None:
-            backend.deliver(ev, due)
+            dispatch.deliver(ev, due)
         return ev
 
     # -- subscribing --------------------------------------------------------
@@ -247,9 +250,7 @@ class Bus:
         sub = Subscription(self, pattern, fn, name)
         if self._closed:
             raise HmsBusError(self._closed_message("subscribe"))
-        with self.lock:
-            self.backend.subscribe(sub, start)
-        self.backend.deliver()
+        self._dispatch.subscribe(sub, start)
         return sub
 
     def _start(self, deliver: str | When) -> str | float:
@@ -282,7 +283,7 @@ class Bus:
         with self.lock:
             if sub.active:
                 sub.active = False
-                self.backend.unsubscribe(sub)
+                self._dispatch.unsubscribe(sub)
 
     @contextmanager
     def collect(self, pattern: str = ">", *, deliver: str | When = NEW) -> Iterator[list[Event]]:
@@ -331,7 +332,7 @@ class Bus:
             raise ValueError(f"limit must be a non-negative int or None, got {limit!r}")
         if limit == 0:
             return []
-        return self.backend.replay(pattern, lo, hi, limit, now)
+        return self.backend.read(pattern, lo, hi, limit)
 
     # -- housekeeping -------------------------------------------------------
 
@@ -350,24 +351,28 @@ class Bus:
                 f"flush(timeout=...) takes seconds as a finite number >= 0, or None to "
                 f"wait as long as it takes; got {timeout!r}"
             )
-        self.backend.flush(timeout)
+        self._dispatch.flush(timeout)
 
     def close(self) -> None:
         """Flush and release the backend; later calls raise :class:`HmsBusError`."""
         if not self._closed:
             try:
-                self.backend.flush()
+                self._dispatch.flush()
             finally:
                 self._closed = True
-                self.backend.close()
+                try:
+                    self._dispatch.close()
+                finally:
+                    self.backend.close()
 
     def status(self) -> dict:
-        """Counters from the backend (kept events, queued, subscriptions...).
+        """Counters: ``published``, the backend's (kept events, connection...),
+        and the dispatcher's ``subscriptions`` and ``queued``.
 
         Secrets never show: the URL is redacted (``nats://alice:***@host``) and
         every text value scrubbed (see :mod:`hms_bus.redact`).
         """
-        status = {"published": self._seq, **self.backend.status()}
+        status = {"published": self._seq, **self.backend.status(), **self._dispatch.status()}
         for key, value in status.items():
             if isinstance(value, str):
                 status[key] = redact_url(value) if key == "url" else scrub(value)
@@ -401,8 +406,8 @@ class Bus:
 
     def subscriber_failed(self, sub: Subscription, ev: Event, exc: BaseException) -> None:
         """Record that ``sub`` raised ``exc`` on ``ev``: count it, log it and
-        publish it as ``bus.subscriber_error``. Backends call this; it never
-        raises, so one subscriber's failure cannot stop delivery to the rest."""
+        publish it as ``bus.subscriber_error``. The dispatcher calls this; it
+        never raises, so one subscriber's failure cannot stop delivery to the rest."""
         sub.errors += 1
         error = scrub(_describe(exc))  # an exception may quote a URL or a token
         name = scrub(sub.name)
@@ -505,8 +510,12 @@ def use(target: Bus | str | None = None, **kwargs: Any) -> Bus:
 
     ``target`` is a :class:`Bus`, a URL (``"memory://"``, or
     ``"nats://host:4222"`` once the NATS backend is installed), or None for a
-    fresh in-memory bus. Keyword arguments go to :class:`Bus`. The previous
-    default bus is left open: close it yourself if you own it.
+    fresh in-memory bus. Keyword arguments go to :class:`Bus`; with a NATS
+    URL, ``retention`` and ``max_retained`` configure its stream (as
+    ``?retention=`` and ``?max_retained=`` would), and ``user``, ``password``,
+    ``token``, ``nkey``, ``nkey_seed``, ``creds``, ``ca``, ``cert``, ``key``
+    and ``tls`` log it in. The previous default bus is left open: close it
+    yourself if you own it.
     """
     global _default
     if isinstance(target, Bus):
@@ -523,6 +532,25 @@ def use(target: Bus | str | None = None, **kwargs: Any) -> Bus:
     return bus
 
 
+_STORAGE_OPTIONS = ("retention", "max_retained")
+"""Keyword arguments of :func:`use` that configure the URL's backend, not the bus."""
+
+_SECURITY_OPTIONS = (
+    "user",
+    "password",
+    "token",
+    "nkey",
+    "nkey_seed",
+    "creds",
+    "ca",
+    "cert",
+    "key",
+    "tls",
+)
+"""Keyword arguments of :func:`use` that log a NATS backend in (see
+:mod:`hms_bus.backends.nats.auth`)."""
+
+
 def _from_target(url: object, **kwargs: Any) -> Bus:
     if not isinstance(url, str):
         raise TypeError(f"use() takes a Bus or a URL such as 'memory://', got {url!r}")
@@ -532,11 +560,17 @@ def _from_target(url: object, **kwargs: Any) -> Bus:
     if url.startswith(("nats://", "tls://")):
         from .backends import nats_backend
 
+        storage = {k: kwargs.pop(k) for k in _STORAGE_OPTIONS if k in kwargs}
+        security = {k: kwargs.pop(k) for k in _SECURITY_OPTIONS if k in kwargs}
         try:
-            backend = nats_backend(url)
+            backend = nats_backend(url, **storage, **security)
         except (HmsBusError, ValueError, TypeError, OSError) as exc:
             raise _scrubbed(exc) from None
-        return Bus(backend, **kwargs)
+        try:
+            return Bus(backend, **kwargs)
+        except BaseException:
+            backend.close()
+            raise
     raise ValueError(
         f"unknown bus URL {shown!r}; use 'memory://' or 'nats://host:4222' (check HMS_BUS_URL)"
     )

@@ -1,8 +1,10 @@
-"""The NATS JetStream backend, against real nats-server processes the tests start.
+"""The NATS JetStream backend, against a real nats-server the tests start.
 
-Each test gets its own stream and subject prefix on a shared server, so tests
-do not see each other's events. The fault tests (``@pytest.mark.nats``) start
-their own servers and kill them.
+The delivery contract it shares with every backend is in ``tests/contract/``;
+here is what is particular to NATS: the URL and its options, the default bus,
+sizes and refusals. Streams and foreign clients are in ``test_nats_stream.py``
+and ``test_nats_foreign.py``, the command line in ``test_nats_cli.py``, server
+crashes in ``test_nats_faults.py``.
 """
 
 from __future__ import annotations
@@ -12,19 +14,19 @@ import itertools
 import os
 import subprocess
 import sys
-import threading
 import time
-from collections import Counter
 from pathlib import Path
 
 import pytest
 
 pytest.importorskip("nats")
 
+import nats  # noqa: E402
+
 import hms_bus  # noqa: E402
 from hms_bus import Bus, HmsBusError, VirtualClock  # noqa: E402
 from hms_bus.backends import nats_backend  # noqa: E402
-from hms_bus.server import NatsCluster, NatsServer, find_nats_server  # noqa: E402
+from hms_bus.server import NatsServer, find_nats_server  # noqa: E402
 
 try:
     find_nats_server()
@@ -48,29 +50,17 @@ def url(server) -> str:
     return f"{server.url}?stream=T{n}&prefix=t{n}"
 
 
-@pytest.fixture
-def nbus(url):
-    with Bus(nats_backend(url), src="test") as b:
-        yield b
+def foreign(url: str, coro_fn):
+    """Run ``coro_fn(js)`` with a plain nats-py client, as another application would."""
 
+    async def main():
+        nc = await nats.connect(url.split("?")[0])
+        try:
+            return await coro_fn(nc.jetstream())
+        finally:
+            await nc.close()
 
-def wait_for(cond, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
-
-
-# -- the same delivery semantics as the in-memory bus ---------------------------
-
-
-def test_publish_before_subscribe_is_delivered(nbus, received):
-    nbus.publish("payments.sent", {"user": "CIT-883", "amount": 1000})
-    nbus.subscribe("payments.*", received.append)
-    nbus.flush(10)
-    assert [(e["topic"], e["data"]) for e in received] == [
-        ("payments.sent", {"user": "CIT-883", "amount": 1000})
-    ]
+    return asyncio.run(main())
 
 
 def test_chapter_demo_prints_its_event_on_nats(url):
@@ -81,68 +71,6 @@ def test_chapter_demo_prints_its_event_on_nats(url):
     )
     assert out.stdout == "🛰️  got event: payments.sent {'user': 'CIT-883', 'amount': 1000}\n"
     assert out.returncode == 0, out.stderr
-
-
-def test_kept_events_first_then_live_each_once_in_order(nbus):
-    log: list[tuple[str, int]] = []
-    for n in range(3):
-        nbus.publish("a.x", n)
-    nbus.subscribe("a.*", lambda e: log.append(("first", e["data"])))
-    nbus.subscribe("a.>", lambda e: log.append(("second", e["data"])))
-    nbus.subscribe("b.*", lambda e: log.append(("never", e["data"])))
-    for n in range(3, 6):
-        nbus.publish("a.x", n)
-    nbus.flush(10)
-    assert [n for who, n in log if who == "first"] == list(range(6))
-    assert [n for who, n in log if who == "second"] == list(range(6))
-    # live events reach subscribers in the order they subscribed
-    live = [(w, n) for w, n in log if n >= 3]
-    assert live == [(w, n) for n in range(3, 6) for w in ("first", "second")]
-
-
-def test_deliver_new_skips_events_published_before(nbus, received):
-    nbus.publish("a.b", {"n": 1})
-    nbus.subscribe("a.b", received.append, deliver="new")
-    nbus.publish("a.b", {"n": 2})
-    nbus.flush(10)
-    assert [e["data"]["n"] for e in received] == [2]
-
-
-def test_deliver_from_a_time_uses_the_events_own_time(url, received):
-    clock = VirtualClock("2021-08-29T12:00:00Z")
-    with Bus(nats_backend(url), clock=clock, src="sim") as b:
-        b.publish("a.b", {"n": 1})
-        clock.advance(60)
-        b.publish("a.b", {"n": 2})
-        b.subscribe("a.b", received.append, deliver="2021-08-29T12:00:30Z")
-        b.publish("a.b", {"n": 3})
-        b.flush(10)
-    assert [e["data"]["n"] for e in received] == [2, 3]
-
-
-def test_callbacks_may_publish_and_flush_waits_for_the_chain(nbus, received):
-    def relay(ev):
-        if ev["data"] < 5:
-            nbus.publish("chain.next", ev["data"] + 1)
-
-    nbus.subscribe("chain.*", relay)
-    nbus.subscribe("chain.*", received.append)
-    nbus.publish("chain.start", 0)
-    nbus.flush(20)
-    assert [e["data"] for e in received] == [0, 1, 2, 3, 4, 5]
-
-
-def test_failing_subscriber_is_isolated_and_reported(nbus, received, caplog):
-    def broken(ev):
-        raise RuntimeError("dashboard crashed")
-
-    nbus.subscribe("pay.*", broken, name="broken")
-    nbus.subscribe("pay.*", received.append)
-    nbus.subscribe("bus.subscriber_error", received.append)
-    nbus.publish("pay.sent", 1)
-    nbus.flush(10)
-    assert [e["topic"] for e in received] == ["pay.sent", "bus.subscriber_error"]
-    assert received[1]["data"]["error"] == "RuntimeError: dashboard crashed"
 
 
 def test_works_when_the_callers_thread_runs_an_event_loop(url, received):
@@ -158,29 +86,11 @@ def test_works_when_the_callers_thread_runs_an_event_loop(url, received):
     assert [e["data"] for e in received] == [{"ok": True}]
 
 
-def test_replayed_events_keep_id_time_src_and_data(url):
+def test_another_connection_replays_equal_events(url):
     with Bus(nats_backend(url), src="hms-ach") as a:
-        sent = [a.publish("payments.sent", {"n": n, "nested": [1, {"k": "v"}]}) for n in range(5)]
-        a.publish("other.topic", 0)
-    with Bus(nats_backend(url)) as b:  # another connection, as another process would
-        got = b.replay("payments.*")
-    assert [e.to_dict() for e in got] == [e.to_dict() for e in sent]
-    assert [e.time for e in got] == [e.time for e in sent]
-
-
-def test_replay_since_until_limit(url):
-    clock = VirtualClock("2021-08-29T12:00:00Z")
-    with Bus(nats_backend(url), clock=clock) as b:
-        for n in range(10):
-            b.publish("m.x", n)
-            clock.advance(60)
-        assert [e["data"] for e in b.replay("m.*", since="2021-08-29T12:03:00Z")] == list(
-            range(3, 10)
-        )
-        window = b.replay("m.x", since=120 + clock.now() - 600, until=clock.now() - 300)
-        assert [e["data"] for e in window] == [2, 3, 4, 5]
-        assert [e["data"] for e in b.replay(">", limit=2)] == [0, 1]
-        assert b.replay("nothing.here") == []
+        sent = [a.publish("payments.sent", {"n": n}) for n in range(5)]
+    with Bus(nats_backend(url)) as b:  # as another process would
+        assert b.replay("payments.*") == sent
 
 
 def test_seeded_runs_with_equal_ids_are_both_stored(url):
@@ -192,6 +102,21 @@ def test_seeded_runs_with_equal_ids_are_both_stored(url):
     assert ids[0] == ids[1]
     with Bus(nats_backend(url)) as b:
         assert len(b.replay("sim.run")) == 2
+
+
+def test_deliver_new_gets_another_connections_events_with_the_same_ids(url):
+    """Seeded buses share ids; the other bus's events are live, not "published
+    here before subscribing"."""
+    got: list = []
+    with Bus(nats_backend(url), clock=VirtualClock(), seed=1) as a:
+        for n in range(5):
+            a.publish("twin.x", n)
+        a.subscribe("twin.x", got.append, deliver="new")
+        with Bus(nats_backend(url), clock=VirtualClock(), seed=1) as b:
+            sent = [b.publish("twin.x", 100 + n) for n in range(5)]
+        a.flush(10)
+    assert [e.id for e in sent] == [f"evt-{a.id}-00000{n}" for n in range(1, 6)]
+    assert [e["data"] for e in got] == [100, 101, 102, 103, 104]
 
 
 def test_use_and_env_var_switch_the_default_bus(url, monkeypatch, received):
@@ -210,7 +135,15 @@ def test_use_and_env_var_switch_the_default_bus(url, monkeypatch, received):
         hms_bus.bus._default = before
 
 
-# -- errors -----------------------------------------------------------------------
+def test_use_with_retention_configures_the_stream(url, default_bus):
+    """Was: use(url, retention=60) was ignored on NATS."""
+    bus = hms_bus.use(url, retention=60, max_retained=500, src="ops")
+    try:
+        config = bus.backend.stream_info().config
+        assert (config.max_age, config.max_msgs, config.duplicate_window) == (60, 500, 60)
+        assert bus.src == "ops"
+    finally:
+        bus.close()
 
 
 def test_unreachable_url_fails_fast_naming_url_and_fix():
@@ -220,13 +153,34 @@ def test_unreachable_url_fails_fast_naming_url_and_fix():
     assert time.monotonic() - t0 < 5
 
 
-def test_bad_url_parameters_are_named():
-    with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['replica'\]"):
-        nats_backend("nats://127.0.0.1:1?replica=3")
-    with pytest.raises(ValueError, match="replicas must be 1 to 5, got 7"):
-        nats_backend("nats://127.0.0.1:1?replicas=7")
-    with pytest.raises(ValueError, match="bad NATS URL 'http://x'"):
-        nats_backend("http://x")
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("nats://127.0.0.1:1?replica=3", r"unknown parameter\(s\) \['replica'\].*known: stream"),
+        ("nats://127.0.0.1:1?replicas=7", "bad replicas='7'.*must be 1 to 5, got 7"),
+        ("nats://127.0.0.1:1?max_bytes=0", "bad max_bytes='0'.*must be an int >= 1, or None"),
+        ("nats://127.0.0.1:1?retention=-5", "retention must be positive seconds"),
+        ("nats://127.0.0.1:1?retention=nan", "retention must be positive seconds"),
+        ("nats://127.0.0.1:1?prefix=a b", "a prefix is dot-separated tokens"),
+        ("nats://127.0.0.1:1?prefix=hms.*", "without whitespace or wildcards"),
+        ("nats://127.0.0.1:1?prefix=hms..x", "a prefix is dot-separated tokens"),
+        ("nats://127.0.0.1:1?stream=a.b", "a stream name is 1 to 64 letters"),
+        ("nats://127.0.0.1:1?stream=A&stream=B", "'stream' appears twice"),
+        ("nats://127.0.0.1:1?update=maybe", "update must be true or false"),
+        ("nats://127.0.0.1:1?update=1&readonly=1", "both readonly and update"),
+        ("http://x", "bad NATS URL 'http://x'"),
+    ],
+)
+def test_bad_url_parameters_are_named_before_connecting(url, message):
+    t0 = time.monotonic()
+    with pytest.raises(ValueError, match=message):
+        nats_backend(url)
+    assert time.monotonic() - t0 < 0.5
+
+
+def test_an_option_given_twice_is_refused():
+    with pytest.raises(ValueError, match="retention given both in the URL"):
+        nats_backend("nats://127.0.0.1:1?retention=60", retention=120)
 
 
 def test_missing_nats_py_says_how_to_install(monkeypatch):
@@ -236,13 +190,17 @@ def test_missing_nats_py_says_how_to_install(monkeypatch):
         nats_backend("nats://127.0.0.1:4222")
 
 
-def test_events_the_server_refuses_are_raised_from_flush(url, server):
+def test_events_the_server_refuses_are_raised_from_flush(url):
     """A full stream with discard=new rejects publishes; flush says so after the retries."""
     b = Bus(nats_backend(url, max_attempts=3, max_retained=2, ack_timeout=0.5), src="t")
-    info = b.backend.stream_info()
-    cfg = info.config
-    cfg.discard = "new"
-    b.backend._call(b.backend._js.update_stream(cfg), 10)
+    stream = b.backend.stream
+
+    async def discard_new(js):  # the test made this stream, so it may change it
+        config = (await js.stream_info(stream)).config
+        config.discard = "new"
+        await js.update_stream(config)
+
+    foreign(url, discard_new)
     for n in range(4):
         b.publish("full.x", n)
     with pytest.raises(HmsBusError, match=r"2 event\(s\) could not be stored .* after 3 attempts"):
@@ -252,115 +210,47 @@ def test_events_the_server_refuses_are_raised_from_flush(url, server):
     b.close()
 
 
-# -- the operator's command line ------------------------------------------------
+def test_an_event_larger_than_max_bytes_is_refused_at_publish(url, received):
+    """Was: acked, then the stream dropped it with everything else (left empty)."""
+    with Bus(nats_backend(url + "&max_bytes=400")) as bus:
+        kept = bus.publish("small.x", {"n": 1})
+        with pytest.raises(
+            ValueError, match=r"is [0-9,]+ bytes on the wire, more than the 400 that"
+        ):
+            bus.publish("big.x", {"blob": "x" * 1000})
+        assert bus.published == 1
+        bus.subscribe(">", received.append)
+        bus.flush(10)
+        assert received == [kept] and bus.replay() == [kept]
 
 
-def test_cli_publish_tail_replay(url):
-    env = {**os.environ, "HMS_BUS_URL": url, "PYTHONPATH": str(ROOT)}
-    cli = [sys.executable, "-m", "hms_bus"]
-    run = dict(capture_output=True, text=True, timeout=60, env=env)
-    out = subprocess.run([*cli, "publish", "payments.sent", '{"amount": 1000}'], **run)
-    assert out.returncode == 0, out.stderr
-    assert '"topic": "payments.sent"' in out.stdout
-    tail = subprocess.Popen(
-        [*cli, "tail", "payments.*", "--since", "1h", "--count", "2"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    try:
-        subprocess.run([*cli, "publish", "payments.failed", '{"user": "x"}'], **run)
-        lines = tail.communicate(timeout=30)[0].splitlines()
-    finally:
-        tail.kill()
-    assert [('"payments.sent"' in lines[0]), ('"payments.failed"' in lines[1])] == [True, True]
-    out = subprocess.run([*cli, "replay", "payments.*", "--since", "10m", "--limit", "1"], **run)
-    assert out.stdout.count("\n") == 1 and '"payments.failed"' in out.stdout
-    bad = subprocess.run([*cli, "publish", "a.b", "{bad"], **run)
-    assert bad.returncode == 2 and "JSON '{bad' is not valid" in bad.stderr
+def test_a_topic_too_long_for_a_nats_subject_is_refused(url):
+    with Bus(nats_backend(url)) as bus:
+        with pytest.raises(ValueError, match="too long for NATS: subjects hold at most 3,000"):
+            bus.publish(".".join(["t"] * 100_000))
+        assert bus.published == 0
+        ev = bus.publish("short.x")
+        assert bus.replay() == [ev]
 
 
-# -- faults, against servers started and killed here ----------------------------
+def test_a_read_only_bus_reads_and_refuses_to_publish(url):
+    with Bus(nats_backend(url)) as writer:
+        ev = writer.publish("a.b")
+    with Bus(nats_backend(url, readonly=True)) as reader:
+        assert reader.replay() == [ev]
+        with pytest.raises(HmsBusError, match="read-only.*cannot publish 'a.b'"):
+            reader.publish("a.b")
+        assert reader.status()["readonly"] is True
 
 
-@pytest.mark.nats
-def test_server_going_away_buffers_and_shows_status(received):
-    """Publishes made while the server is down are kept and sent when it is back."""
-    with NatsServer() as s:
-        b = Bus(nats_backend(s.url, outage_timeout=1.0))
-        b.subscribe("up.*", received.append)
-        b.publish("up.before", 1)
-        b.flush(10)
-        s.kill()
-        wait_for(lambda: b.status()["state"].startswith("disconnected"))
-        for n in range(100):
-            b.publish("up.during", n)
-        assert b.status()["buffered"] + b.status()["unacked"] == 100
-        with pytest.raises(HmsBusError, match=r"unreachable for \d+ s; 100 events are buffered"):
-            b.flush()
-        s.start()
-        b.flush(30)
-        assert b.status()["state"] == "connected"
-        assert [e["data"] for e in received] == [1, *range(100)]
-        b.close()
-
-
-@pytest.mark.nats
-def test_sigkill_mid_publish_then_restart_stores_each_event_once():
-    with NatsServer() as s:
-        b = Bus(nats_backend(s.url, ack_timeout=2.0))
-        killed = threading.Event()
-
-        def crash_and_restart():
-            wait_for(lambda: b.backend.counts["acked"] >= 2000, 30)
-            s.kill()
-            killed.set()
-            time.sleep(1.0)
-            s.start()
-
-        t = threading.Thread(target=crash_and_restart)
-        t.start()
-        ids = []
-        for n in range(10_000):
-            ids.append(b.publish("load.x", {"n": n}).id)  # never raises
-            if n % 20 == 19:
-                time.sleep(0.001)  # keep events in flight when the kill comes
-        t.join()
-        b.flush(60)
-        assert killed.is_set()
-        assert b.backend.stream_info().state.messages == 10_000
-        stored = [e.id for e in b.replay("load.x")]
-        assert sorted(stored) == sorted(ids)
-        b.close()
-
-
-@pytest.mark.nats
-def test_cluster_survives_losing_the_stream_leader():
-    with NatsCluster(3) as cluster:
-        b = Bus(nats_backend(cluster.url + "?replicas=3", ack_timeout=2.0))
-        seen: list[str] = []
-        b.subscribe("c.*", lambda e: seen.append(e.id))
-        leader = b.backend.stream_info().cluster.leader
-        done = threading.Event()
-
-        def kill_leader():
-            wait_for(lambda: b.backend.counts["acked"] >= 1000, 30)
-            cluster.by_name(leader).kill()
-            done.set()
-
-        t = threading.Thread(target=kill_leader)
-        t.start()
-        ids = []
-        for n in range(4000):
-            ids.append(b.publish("c.x", n).id)
-            if n % 200 == 199:
-                time.sleep(0.02)
-        t.join()
-        b.flush(90)
-        assert done.is_set()
-        stored = [e.id for e in b.replay("c.x")]
-        assert len(stored) == 4000 and set(stored) == set(ids)
-        assert Counter(seen) == Counter(ids)  # each id once
-        assert b.backend.stream_info().cluster.leader != leader
-        b.close()
+def test_status_shows_the_connection_and_the_counts(url):
+    with Bus(nats_backend(url)) as bus:
+        bus.publish("a.b")
+        bus.flush(10)
+        status = bus.status()
+    assert status["url"] == url and status["stream"] == bus.backend.stream
+    assert status["state"] == "connected"
+    assert (status["published"], status["acked"], status["failed"]) == (1, 1, 0)
+    for key in ("buffered", "unacked", "foreign", "malformed", "as_text", "skipped"):
+        assert status[key] == 0
+    assert repr(bus.backend) == f"<NatsBackend {url} stream={bus.backend.stream} closed>"

@@ -22,7 +22,7 @@ pytest.importorskip("nats")
 
 from hms_bus import Bus, HmsBusError  # noqa: E402
 from hms_bus.backends import nats_backend  # noqa: E402
-from hms_bus.backends.nats_auth import ENV, security_from  # noqa: E402
+from hms_bus.backends.nats.auth import ENV, security_from  # noqa: E402
 from hms_bus.server import NatsServer, find_nats_server  # noqa: E402
 
 try:
@@ -342,6 +342,13 @@ def test_nats_unknown_nkey_is_refused_with_what_to_check(nkey_server, password_s
     assert seed not in text
 
 
+def test_nats_malformed_nkey_seed_says_the_credentials_cannot_be_used(nkey_server):
+    text, took = _refused(f"nats://127.0.0.1:{nkey_server.port}", nkey_seed="SUNOTASEED1234")
+    assert took < 5
+    assert text.startswith(f"cannot log in to NATS at nats://127.0.0.1:{nkey_server.port}: ")
+    assert text.endswith("check the NKey seed you passed") and "SUNOTASEED1234" not in text
+
+
 def test_nats_creds_file_logs_in_to_an_operator_mode_server(operator, monkeypatch):
     url = f"nats://127.0.0.1:{operator['server'].port}"
     assert _roundtrip(f"{url}?{_stream()}&creds={operator['creds']}") == [{"n": 1}]
@@ -466,5 +473,5 @@ def test_nats_bad_security_settings_say_what_to_do(url, kwargs, match):
 
 
 def test_nats_backend_refuses_unknown_security_keywords():
-    with pytest.raises(TypeError, match=r"unexpected keyword argument\(s\) \['pasword'\]"):
+    with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['pasword'\].* password, token"):
         nats_backend("nats://127.0.0.1:1", pasword="x")

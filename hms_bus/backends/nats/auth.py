@@ -18,9 +18,9 @@ order, the first that gives credentials winning:
 ``tls://`` (or any of ``ca``, ``cert``, ``key``, ``tls=True``) means TLS:
 :func:`require_tls` reads each server's greeting before any credential is
 sent and refuses one that does not offer TLS, because nats-py itself speaks
-plaintext to such a server without a word. :func:`connect_error` turns what
+plaintext to such a server without a word. :func:`refusal_error` turns what
 nats-py raises into a message that says what went wrong: the credentials
-were refused, TLS failed, or nobody answered.
+were refused or cannot be used, or TLS failed.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from ..errors import HmsBusError
-from ..redact import redact_url, register_secret
+from ...errors import HmsBusError
+from ...redact import redact_url, register_secret
 
 __all__ = [
     "ENV",
@@ -43,7 +43,7 @@ __all__ = [
     "Security",
     "security_from",
     "require_tls",
-    "connect_error",
+    "refusal_error",
     "is_auth_error",
 ]
 
@@ -334,34 +334,37 @@ def is_auth_error(exc: BaseException | str) -> bool:
     return "authorizationerror" in lowered or any(a in lowered for a in _AUTH_ERRORS)
 
 
-def connect_error(
-    sec: Security, shown: str, exc: BaseException | str, timeout: float, how_to_start: str
-) -> HmsBusError:
-    """The error for a connection that failed with ``exc`` (or its text).
+def refusal_error(sec: Security, shown: str, exc: BaseException | str) -> HmsBusError | None:
+    """The error for a connection that failed with ``exc`` (or its text), when
+    retrying cannot help; None when the server was simply not reached.
 
     Credentials refused: say so and what to check (no advice to start a
-    server: one answered). TLS failed: say which check failed and what to give.
-    Otherwise nobody answered in time: say how to start a server.
+    server: one answered). Credentials unusable (a malformed seed or ``.creds``
+    file): say which. TLS failed: say which check failed and what to give.
     """
     text = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
+    lowered = text.lower()
     if is_auth_error(text):
         reason = _server_words(text)
         return HmsBusError(
             f"NATS at {shown} refused the credentials ({reason}): {sec.what_to_check()}"
         )
-    if isinstance(exc, ssl.SSLError) or "ssl" in text.lower() or "certificate" in text.lower():
+    if "nkeys" in lowered or "credentials" in lowered:
+        return HmsBusError(
+            f"cannot log in to NATS at {shown}: the credentials cannot be used ({text}); "
+            f"{sec.what_to_check()}"
+        )
+    if isinstance(exc, ssl.SSLError) or "ssl" in lowered or "certificate" in lowered:
         return HmsBusError(
             f"TLS with NATS at {shown} failed ({text}): give ca= the CA file that signed "
             f"the server's certificate (and cert=/key= if the server checks clients)"
         )
-    if "secure connection" in text.lower():
+    if "secure connection" in lowered:
         return HmsBusError(
             f"NATS at {shown} and this client disagree on TLS ({text}): use tls:// and "
             f"ca= for a server that requires TLS"
         )
-    return HmsBusError(
-        f"cannot reach a NATS server at {shown} within {timeout:g} s ({text}); {how_to_start}"
-    )
+    return None
 
 
 def _server_words(text: str) -> str:

@@ -7,24 +7,28 @@ consumer without acks, with flow control and idle heartbeats. When a
 consumer sequence is skipped, heartbeats stop, or the client reconnects, it
 drops the consumer and creates a new one from the next stream sequence it has
 not seen. It never resets by time, which JetStream refuses for ordered
-consumers (see ``shared/notes/nats-jetstream.md``), and it drops any message
-at or below the last sequence it passed on, so a reset never repeats one.
+consumers (JetStream answers error 10094), and it drops any message at or
+below the last sequence it passed on, so a reset never repeats one.
+
+The live feed of a bus is one :class:`Feed`; each history read and replay
+is a short-lived one that stops at a sequence.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from ..redact import kit_logger
+from ..retry import AGAIN, retry
 
 __all__ = ["Feed"]
 
-log = kit_logger("hms_bus.nats")
+log = logging.getLogger("hms_bus.nats")
 
 HEARTBEAT_S = 1.0
 """How often an idle consumer says it is alive, in seconds."""
@@ -55,7 +59,6 @@ class Feed:
     def __init__(
         self,
         nc: Any,
-        js: Any,
         stream: str,
         subject: str,
         on_msg: Callable[[Any, int, int, int], None],
@@ -65,14 +68,15 @@ class Feed:
         on_empty: Callable[[], None] | None = None,
     ) -> None:
         self.nc = nc
-        self.js = js
+        self.jsm = nc.jsm()
         self.stream = stream
         self.subject = subject
         self.on_msg = on_msg
         self.on_empty = on_empty
         self.start_seq = start_seq
         self.start_time = start_time
-        self.last_seq = 0  # the last stream sequence passed on
+        # the last stream sequence passed on (or skipped: before the start)
+        self.last_seq = max(0, start_seq - 1) if start_seq is not None else 0
         self.resets = 0
         self.closed = False
         self._sub: Any = None
@@ -82,6 +86,7 @@ class Feed:
         self._busy = False
         self._watch: asyncio.Task | None = None
         self._first = True
+        self._generation = 0
 
     def _config(self, inbox: str) -> ConsumerConfig:
         cfg = ConsumerConfig(
@@ -112,18 +117,7 @@ class Feed:
 
         Retries while a cluster elects a leader; raises after ``timeout`` seconds.
         """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        delay = 0.1
-        while True:
-            try:
-                await self._create()
-                break
-            except Exception:
-                if loop.time() > deadline:
-                    raise
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 1.0)
+        await retry(self._create, judge=lambda exc: AGAIN, budget=timeout)
         self._watch = asyncio.ensure_future(self._watchdog())
 
     async def _create(self) -> None:
@@ -131,9 +125,16 @@ class Feed:
         inbox = self.nc.new_inbox()
         self._expected = 1
         self._heard = loop.time()
-        self._sub = await self.nc.subscribe(inbox, cb=self._receive, pending_msgs_limit=-1)
+        self._generation += 1
+        generation = self._generation
+
+        async def receive(msg: Any) -> None:
+            if generation == self._generation:  # not from a consumer already dropped
+                await self._receive(msg)
+
+        self._sub = await self.nc.subscribe(inbox, cb=receive, pending_msgs_limit=-1)
         try:
-            info = await self.js._jsm.add_consumer(self.stream, config=self._config(inbox))
+            info = await self.jsm.add_consumer(self.stream, config=self._config(inbox))
         except BaseException:
             await self._drop()
             raise
@@ -146,6 +147,7 @@ class Feed:
     async def _drop(self) -> None:
         sub, name = self._sub, self._consumer
         self._sub = self._consumer = None
+        self._generation += 1
         if sub is not None:
             try:
                 await sub.unsubscribe()
@@ -153,7 +155,7 @@ class Feed:
                 pass
         if name is not None and self.nc.is_connected:
             try:
-                await asyncio.wait_for(self.js._jsm.delete_consumer(self.stream, name), 2.0)
+                await asyncio.wait_for(self.jsm.delete_consumer(self.stream, name), 2.0)
             except Exception:
                 pass  # an ephemeral consumer goes away by itself when idle
 
@@ -166,18 +168,21 @@ class Feed:
         log.info(
             "re-creating the consumer for %s after seq %d: %s", self.subject, self.last_seq, why
         )
-        delay = 0.1
+
+        async def create() -> None:
+            if not self.nc.is_connected:
+                raise ConnectionError("not connected")
+            await self._create()
+
+        def judge(exc: Exception) -> str:
+            log.info("consumer for %s not created yet: %r", self.subject, exc)
+            return AGAIN
+
         try:
             await self._drop()
-            while not self.closed:
-                if self.nc.is_connected:
-                    try:
-                        await self._create()
-                        return
-                    except Exception as exc:
-                        log.info("consumer for %s not created yet: %r", self.subject, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
+            await retry(create, judge=judge, budget=None, stop=lambda: self.closed)
+        except Exception:
+            pass  # closed meanwhile
         finally:
             self._busy = False
 
@@ -189,9 +194,6 @@ class Feed:
                 await self.reset("no heartbeat")
 
     async def _receive(self, msg: Any) -> None:
-        sub = self._sub
-        if sub is None or msg._sid != sub._id:
-            return  # from a consumer we already dropped
         self._heard = asyncio.get_running_loop().time()
         if not msg.data and msg.headers and msg.headers.get("Status"):
             stalled = msg.headers.get("Nats-Consumer-Stalled")
@@ -209,8 +211,11 @@ class Feed:
         self._expected += 1
         if sseq <= self.last_seq:
             return
-        self.last_seq = sseq
-        self.on_msg(msg, sseq, ts, pending)
+        try:
+            self.on_msg(msg, sseq, ts, pending)
+        except Exception as exc:  # a reader's bug must not stall the feed
+            log.error("feed on %s: message %d: %s: %s", self.subject, sseq, type(exc).__name__, exc)
+        self.last_seq = sseq  # after on_msg: whoever reads it knows the message was handed on
 
     async def close(self) -> None:
         self.closed = True

@@ -1,0 +1,94 @@
+"""The dispatcher and the backend interface: small, private-free, robust."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from hms_bus import Bus, VirtualClock
+from hms_bus.backends.base import Backend
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "contract"))
+from loopback import LoopbackBackend  # noqa: E402
+
+
+def test_backends_touch_no_private_name_of_the_bus_an_event_or_a_subscription():
+    pattern = re.compile(r"bus\._|sub\._|ev\._")
+    hits = [
+        f"{path.relative_to(ROOT)}:{n}: {line.strip()}"
+        for path in sorted((ROOT / "hms_bus" / "backends").rglob("*.py"))
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if pattern.search(line)
+    ]
+    assert hits == []
+
+
+def test_the_backend_interface_is_six_methods_and_attach():
+    methods = {
+        name
+        for name, value in vars(Backend).items()
+        if callable(value) and not name.startswith("_")
+    }
+    assert methods == {"attach", "append", "read", "listen", "flush", "close", "status"}
+
+
+def test_subscribers_run_inside_publish_on_a_local_backend(bus):
+    got: list = []
+    bus.subscribe("a.b", got.append)
+    ev = bus.publish("a.b")
+    assert got == [ev]  # no flush needed
+
+
+def test_a_fed_backend_delivers_on_one_worker_thread():
+    threads: set[str] = set()
+    with Bus(LoopbackBackend(), clock=VirtualClock()) as bus:
+        bus.subscribe("a.*", lambda ev: threads.add(threading.current_thread().name))
+        for n in range(20):
+            bus.publish("a.b", n)
+        bus.flush(5)
+    assert threads == {"hms-bus-deliver"}
+
+
+def test_a_failed_history_read_is_logged_and_live_events_still_arrive(caplog):
+    class Unreadable(LoopbackBackend):
+        def read(self, pattern, since, until, limit, upto=None):
+            if upto is not None:
+                raise ConnectionError("store offline")
+            return super().read(pattern, since, until, limit, upto)
+
+    got: list = []
+    with Bus(Unreadable(), clock=VirtualClock()) as bus:
+        bus.publish("a.b", 1)
+        with caplog.at_level(logging.ERROR, logger="hms_bus"):
+            bus.subscribe("a.b", got.append, name="late")
+            bus.flush(5)
+        live = bus.publish("a.b", 2)
+        bus.flush(5)
+        assert bus.replay("a.b")[0]["data"] == 1  # still stored
+    assert got == [live]
+    assert "could not read the kept events for subscriber late" in caplog.text
+    assert "ConnectionError: store offline" in caplog.text
+
+
+def test_a_feed_that_fails_to_start_raises_from_subscribe():
+    class NoFeed(LoopbackBackend):
+        def listen(self, sink):
+            raise ConnectionError("no feed today")
+
+    with Bus(NoFeed(), clock=VirtualClock()) as bus:
+        with pytest.raises(ConnectionError, match="no feed today"):
+            bus.subscribe("a.b", print)
+        bus.publish("a.b")  # publishing still works
+        assert len(bus.replay()) == 1
+
+
+def test_status_shows_subscriptions_and_queue(bus):
+    bus.subscribe("a.*", print, deliver="new")
+    status = bus.status()
+    assert status["subscriptions"] == 1 and status["queued"] == 0
