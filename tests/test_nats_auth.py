@@ -290,6 +290,21 @@ def test_nats_password_as_keywords(password_server):
     assert text.endswith("check the user and password you passed")
 
 
+def test_nats_use_passes_login_keywords_to_the_backend(password_server):
+    import hms_bus
+
+    url = f"nats://127.0.0.1:{password_server.port}?{_stream()}"
+    before = hms_bus.bus._default
+    try:
+        with hms_bus.use(url, user="alice", password=PASSWORD, src="test") as bus:
+            assert PASSWORD not in repr(bus)
+            bus.publish("orders.new", {"n": 2})
+            bus.flush(20)
+            assert [ev.data for ev in bus.replay("orders.*")] == [{"n": 2}]
+    finally:
+        hms_bus.bus._default = before
+
+
 def test_nats_no_credentials_for_a_server_that_wants_them(password_server):
     text, took = _refused(f"nats://127.0.0.1:{password_server.port}")
     assert took < 5
