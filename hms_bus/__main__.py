@@ -28,6 +28,7 @@ from datetime import timedelta
 from typing import NoReturn
 
 from .errors import HmsBusError
+from .redact import redact_url, scrub
 
 DEFAULT_URL = "nats://127.0.0.1:4222"
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
@@ -182,7 +183,8 @@ def cmd_tail(args: argparse.Namespace) -> int:
     with _bus(args, readonly=True) as bus:
         deliver = _when(args.since) if args.since else "new"
         sub = bus.subscribe(args.pattern, show, deliver=deliver, name="tail")
-        print(f"# tailing {args.pattern!r} on {bus.backend.url}; Ctrl-C stops", file=sys.stderr)
+        where = redact_url(bus.backend.url)
+        print(f"# tailing {args.pattern!r} on {where}; Ctrl-C stops", file=sys.stderr)
         try:
             while not done.wait(0.5):
                 pass
@@ -247,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.fn(args)
     except (HmsBusError, ValueError, TypeError, ModuleNotFoundError, TimeoutError, OSError) as exc:
-        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        print(f"error: {_one_line(scrub(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -41,6 +41,7 @@ from .clock import MAX_TIME, MIN_TIME, Clock, VirtualClock, WallClock, to_epoch
 from .dispatch import dispatcher_for
 from .errors import HmsBusError
 from .event import Event, format_ts, freeze
+from .redact import kit_logger, redact_url, register_url, scrub
 from .retention import DEFAULT_MAX_RETAINED, DEFAULT_WINDOW_S
 from .topics import validate_pattern, validate_topic
 
@@ -58,10 +59,9 @@ __all__ = [
 
 
 def _log_error(message: str, *args: object) -> None:
-    """Log on the ``hms_bus`` logger; ``logging`` loads on the first error only."""
-    import logging
-
-    logging.getLogger("hms_bus").error(message, *args)
+    """Log on the ``hms_bus`` logger (secrets scrubbed); ``logging`` loads on the first
+    error only."""
+    kit_logger("hms_bus").error(message, *args)
 
 
 _new_event = Event.create
@@ -367,8 +367,16 @@ class Bus:
 
     def status(self) -> dict:
         """Counters: ``published``, the backend's (kept events, connection...),
-        and the dispatcher's ``subscriptions`` and ``queued``."""
-        return {"published": self._seq, **self.backend.status(), **self._dispatch.status()}
+        and the dispatcher's ``subscriptions`` and ``queued``.
+
+        Secrets never show: the URL is redacted (``nats://alice:***@host``) and
+        every text value scrubbed (see :mod:`hms_bus.redact`).
+        """
+        status = {"published": self._seq, **self.backend.status(), **self._dispatch.status()}
+        for key, value in status.items():
+            if isinstance(value, str):
+                status[key] = redact_url(value) if key == "url" else scrub(value)
+        return status
 
     @property
     def id(self) -> str:
@@ -387,7 +395,8 @@ class Bus:
         self.close()
 
     def __repr__(self) -> str:
-        return f"<Bus {self.backend.url} clock={self.clock!r} published={self._seq}>"
+        url = redact_url(self.backend.url)
+        return f"<Bus {url} clock={self.clock!r} published={self._seq}>"
 
     def _closed_message(self, what: str) -> str:
         return (
@@ -400,8 +409,9 @@ class Bus:
         publish it as ``bus.subscriber_error``. The dispatcher calls this; it
         never raises, so one subscriber's failure cannot stop delivery to the rest."""
         sub.errors += 1
-        error = _describe(exc)
-        _log_error("subscriber %s failed on %s (%s): %s", sub.name, ev.id, ev.topic, error)
+        error = scrub(_describe(exc))  # an exception may quote a URL or a token
+        name = scrub(sub.name)
+        _log_error("subscriber %s failed on %s (%s): %s", name, ev.id, ev.topic, error)
         if ev.topic == SUBSCRIBER_ERROR_TOPIC:
             return  # reporting this one would loop
         try:
@@ -410,7 +420,7 @@ class Bus:
                 {
                     "event_id": ev.id,
                     "topic": ev.topic,
-                    "subscriber": sub.name,
+                    "subscriber": name,
                     "pattern": sub.pattern,
                     "error": error,
                 },
@@ -502,8 +512,11 @@ def use(target: Bus | str | None = None, **kwargs: Any) -> Bus:
     ``"nats://host:4222"`` / ``"kafka://host:9092"`` once that backend is
     installed), or None for a fresh in-memory bus. Keyword arguments go to
     :class:`Bus`; with a NATS or Kafka URL, ``retention`` and ``max_retained``
-    configure its storage (as ``?retention=`` and ``?max_retained=`` would).
-    The previous default bus is left open: close it yourself if you own it.
+    configure its storage (as ``?retention=`` and ``?max_retained=`` would);
+    with a NATS URL ``user``, ``password``, ``token``, ``nkey``, ``nkey_seed``,
+    ``creds``, ``ca``, ``cert``, ``key`` and ``tls`` log it in, and with a
+    Kafka URL ``conf`` holds librdkafka settings (``sasl.password``...). The
+    previous default bus is left open: close it yourself if you own it.
     """
     global _default
     if isinstance(target, Bus):
@@ -523,27 +536,65 @@ def use(target: Bus | str | None = None, **kwargs: Any) -> Bus:
 _STORAGE_OPTIONS = ("retention", "max_retained")
 """Keyword arguments of :func:`use` that configure the URL's backend, not the bus."""
 
+_SECURITY_OPTIONS = (
+    "user",
+    "password",
+    "token",
+    "nkey",
+    "nkey_seed",
+    "creds",
+    "ca",
+    "cert",
+    "key",
+    "tls",
+)
+"""Keyword arguments of :func:`use` that log a NATS backend in (see
+:mod:`hms_bus.backends.nats.auth`)."""
+
+
+_KAFKA_OPTIONS = ("conf",)
+"""Keyword arguments of :func:`use` for a Kafka backend: librdkafka settings."""
+
 
 def _from_target(url: object, **kwargs: Any) -> Bus:
     if not isinstance(url, str):
         raise TypeError(f"use() takes a Bus or a URL such as 'memory://', got {url!r}")
     if url == "memory://":
         return Bus(**kwargs)
+    shown = register_url(url)  # from here on, scrub() and the logs mask its secrets
     if url.startswith(("nats://", "tls://", "kafka://")):
         from .backends import kafka_backend, nats_backend
 
-        make = kafka_backend if url.startswith("kafka://") else nats_backend
+        kafka = url.startswith("kafka://")
+        make = kafka_backend if kafka else nats_backend
         storage = {k: kwargs.pop(k) for k in _STORAGE_OPTIONS if k in kwargs}
-        backend = make(url, **storage)
+        logins = _KAFKA_OPTIONS if kafka else _SECURITY_OPTIONS
+        login = {k: kwargs.pop(k) for k in logins if k in kwargs}
+        try:
+            backend = make(url, **storage, **login)
+        except (HmsBusError, ValueError, TypeError, OSError) as exc:
+            raise _scrubbed(exc) from None
         try:
             return Bus(backend, **kwargs)
         except BaseException:
             backend.close()
             raise
     raise ValueError(
-        f"unknown bus URL {url!r}; use 'memory://', 'nats://host:4222' or "
+        f"unknown bus URL {shown!r}; use 'memory://', 'nats://host:4222' or "
         f"'kafka://host:9092' (check HMS_BUS_URL)"
     )
+
+
+def _scrubbed(exc: BaseException) -> BaseException:
+    """``exc`` again, its text scrubbed of secrets, keeping its type when it can."""
+    text = _describe(exc).partition(": ")[2]
+    clean = scrub(text)
+    if clean == text:
+        return exc
+    try:
+        return type(exc)(clean)
+    except Exception:
+        return HmsBusError(clean)
 
 
 def publish(topic: str, data: Any = None, *, src: str | None = None) -> Event:

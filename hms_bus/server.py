@@ -22,6 +22,7 @@ inside this process (``confluent-kafka`` needed; it loads on first use). See
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import shutil
 import signal
@@ -94,6 +95,17 @@ class NatsServer:
     :param name: the server's name (unique within a cluster).
     :param cluster: ``(cluster_name, cluster_port, route_urls)`` to join a cluster.
     :param sync_always: fsync every write (survives an OS crash, slower).
+    :param user: with ``password``, the one user clients must log in as.
+    :param password: that user's password.
+    :param token: a token clients must present instead (``nats://<token>@host``).
+    :param nkeys: public NKeys (``U...``) of users who log in with their seed.
+    :param tls: ``(cert_file, key_file)``: clients must speak TLS (``tls://``).
+    :param tls_ca: a CA file; with ``tls``, clients must show a certificate it signed.
+    :param extra_config: more nats-server configuration, appended as is (an
+        operator, its accounts and a resolver, for clients with ``.creds`` files).
+
+    The server's credentials are not part of :attr:`url`; give them to the
+    client yourself (in the URL, keyword arguments or environment variables).
     """
 
     def __init__(
@@ -104,7 +116,20 @@ class NatsServer:
         name: str | None = None,
         cluster: tuple[str, int, list[str]] | None = None,
         sync_always: bool = False,
+        user: str | None = None,
+        password: str | None = None,
+        token: str | None = None,
+        nkeys: list[str] | None = None,
+        tls: tuple[str | os.PathLike, str | os.PathLike] | None = None,
+        tls_ca: str | os.PathLike | None = None,
+        extra_config: str | None = None,
     ) -> None:
+        if (user is None) != (password is None):
+            raise ValueError("NatsServer(user=..., password=...) needs both, or neither")
+        if sum(x is not None for x in (user, token, nkeys)) > 1:
+            raise ValueError("NatsServer takes one of user/password, token or nkeys, not several")
+        if tls_ca is not None and tls is None:
+            raise ValueError("NatsServer(tls_ca=...) checks client certificates: give tls= too")
         if port is not None and (isinstance(port, bool) or not isinstance(port, int)):
             raise TypeError(f"port must be an int such as 4222, got {port!r}")
         self.port = port if port else free_port()
@@ -113,13 +138,19 @@ class NatsServer:
         self.name = name or f"hms-{self.port}"
         self.cluster = cluster
         self.sync_always = sync_always
+        self.auth = {"user": user, "password": password, "token": token, "nkeys": nkeys}
+        self.tls = tls
+        self.tls_ca = tls_ca
+        self.extra_config = extra_config
         self.proc: subprocess.Popen | None = None
         self.log_path = self.store / f"{self.name}.log"
 
     @property
     def url(self) -> str:
-        """``nats://127.0.0.1:<port>``, what ``hms_bus.use`` and ``HMS_BUS_URL`` take."""
-        return f"nats://127.0.0.1:{self.port}"
+        """``nats://127.0.0.1:<port>`` (``tls://`` with ``tls=``), what ``hms_bus.use``
+        and ``HMS_BUS_URL`` take."""
+        scheme = "tls" if self.tls is not None else "nats"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     @property
     def running(self) -> bool:
@@ -144,9 +175,38 @@ class NatsServer:
                 "  routes: [" + ", ".join(f'"{r}"' for r in routes) + "]",
                 "}",
             ]
+        lines += self._security_config()
         path = self.store / f"{self.name}.conf"
         path.write_text("\n".join(lines) + "\n")
         return path
+
+    def _security_config(self) -> list[str]:
+        auth, lines = self.auth, []
+        if auth["user"] is not None:
+            lines += [
+                "authorization {",
+                f"  user: {_quote(auth['user'])}",
+                f"  password: {_quote(auth['password'])}",
+                "}",
+            ]
+        elif auth["token"] is not None:
+            lines += ["authorization {", f"  token: {_quote(auth['token'])}", "}"]
+        elif auth["nkeys"] is not None:
+            users = ", ".join(f"{{nkey: {_quote(k)}}}" for k in auth["nkeys"])
+            lines += ["authorization {", f"  users: [{users}]", "}"]
+        if self.tls is not None:
+            cert, key = self.tls
+            lines += [
+                "tls {",
+                f"  cert_file: {_quote(Path(cert).as_posix())}",
+                f"  key_file: {_quote(Path(key).as_posix())}",
+            ]
+            if self.tls_ca is not None:
+                lines += [f"  ca_file: {_quote(Path(self.tls_ca).as_posix())}", "  verify: true"]
+            lines.append("}")
+        if self.extra_config:
+            lines.append(self.extra_config)
+        return lines
 
     def start(self) -> NatsServer:
         """Start the server and wait until it accepts connections."""
@@ -204,6 +264,13 @@ class NatsServer:
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"<NatsServer {self.name} {self.url} ({state})>"
+
+
+def _quote(value: str) -> str:
+    """A string for nats-server's config file, escaped as JSON (which it reads)."""
+    if not isinstance(value, str):
+        raise TypeError(f"expected a str in the server config, got {value!r}")
+    return json.dumps(value)
 
 
 class NatsCluster:

@@ -22,7 +22,7 @@ import pytest
 import hms_bus
 from hms_bus import Bus, VirtualClock
 
-pytest_plugins = ["pytester"]
+pytest_plugins = ["pytester", "ipc_kernels"]
 
 
 @pytest.fixture

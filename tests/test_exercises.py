@@ -235,6 +235,7 @@ def run_with_injections(path: Path) -> dict[str, dict[str, str]]:
     and then the solution, each followed by the check. Returns, per exercise
     and variant, "solved", "not answered" or the error the check raised."""
     nbformat = pytest.importorskip("nbformat")
+    from ipc_kernels import IpcAsyncKernelManager
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
 
@@ -242,7 +243,11 @@ def run_with_injections(path: Path) -> dict[str, dict[str, str]]:
     by_answer = {ex["answer"]: ex for ex in exercises(nb)}
     checks = {ex["check"] for ex in by_answer.values()}
     client = NotebookClient(
-        nb, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}
+        nb,
+        timeout=180,
+        kernel_name="python3",
+        kernel_manager_class=IpcAsyncKernelManager,
+        resources={"metadata": {"path": str(NOTEBOOKS)}},
     )
     results: dict[str, dict[str, str]] = {}
 

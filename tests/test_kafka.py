@@ -420,6 +420,14 @@ def test_security_settings_reach_librdkafka_and_its_refusal_is_shown(kafka_clust
     assert "hunter2" not in str(err.value) and "sasl.password=***" in str(err.value)
 
 
+def test_a_password_given_in_conf_to_use_never_shows(kafka_cluster, caplog):
+    url = f"{kafka_cluster.url}?security.protocol=SASL_PLAINTEXT&sasl.mechanism=PLAIN"
+    with pytest.raises(HmsBusError, match="SASL") as err:
+        hms_bus.use(url, conf={"sasl.username": "ops", "sasl.password": "planted-secret-77"})
+    assert "planted-secret-77" not in str(err.value) + caplog.text
+    assert hms_bus.redact.scrub("login planted-secret-77") == "login ***"
+
+
 # -- switching the default bus ----------------------------------------------------------------
 
 

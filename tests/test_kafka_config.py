@@ -62,7 +62,7 @@ def test_keywords_and_conf_work_like_the_query():
         ("kafka://k:9092?prefix=a&prefix=b", "option 'prefix' is given twice"),
         ("kafka://k:9092?acks=1", "acks in .*the backend sets these itself"),
         ("kafka://k:9092?enable.idempotence=false", "enable.idempotence in .*sets these itself"),
-        ("kafka://u:hunter2@k:9092", r"kafka://\*\*\*@k:9092.*credentials before the host"),
+        ("kafka://u:hunter2@k:9092", r"kafka://u:\*\*\*@k:9092.*credentials before the host"),
     ],
 )
 def test_bad_urls_are_refused_naming_the_value_and_the_fix(url, match):

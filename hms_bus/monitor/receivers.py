@@ -21,7 +21,6 @@ here:
 from __future__ import annotations
 
 import json
-import logging
 import os
 import queue
 import sys
@@ -33,6 +32,7 @@ from collections.abc import Callable
 from typing import IO, Any
 
 from ..event import format_ts
+from ..redact import kit_logger, register_headers, register_webhook, scrub
 from .alertmanager import webhook_body
 from .timeline import to_data
 
@@ -51,7 +51,7 @@ WEBHOOK_FORMATS = ("chat", "alertmanager")
 
 Outcome = Callable[[dict[str, Any], "Receiver", "str | None", int], None]
 
-log = logging.getLogger("hms_bus")
+log = kit_logger("hms_bus")
 
 _RED, _GREEN, _YELLOW = "\x1b[41;97m", "\x1b[42;30m", "\x1b[43;30m"
 _BOLD, _RESET = "\x1b[1m", "\x1b[0m"
@@ -184,6 +184,12 @@ class Webhook(Receiver):
         reported as failed rather than held without bound.
     :param external_url: ``externalURL`` in Alertmanager bodies (where people
         can look at the alerts); empty unless told.
+    :param headers: extra HTTP headers, e.g. ``{"Authorization": "Bearer ..."}``;
+        their values are never shown or logged.
+    :param name: how logs, the delivery log and events name this webhook;
+        unless told, ``webhook:`` and the URL's scheme, host and first path
+        segment (``webhook:https://hooks.slack.com/services/...``), since the
+        rest of a chat webhook's URL is its secret.
     """
 
     asynchronous = True
@@ -219,7 +225,9 @@ class Webhook(Receiver):
         self.retries = retries
         self.backoff = backoff
         self.headers = {"Content-Type": "application/json", **(headers or {})}
-        self.name = name or f"webhook:{url}"
+        register_headers(self.headers)
+        shown = register_webhook(url)
+        self.name = name or f"webhook:{shown}"
         self.sent = 0
         self.failed = 0
         self.retried = 0
@@ -269,11 +277,12 @@ class Webhook(Receiver):
                 return
             except urllib.error.HTTPError as exc:
                 error = f"HTTP {exc.code} {exc.reason}"
-            except (OSError, urllib.error.URLError) as exc:
+            except (OSError, ValueError, urllib.error.URLError) as exc:
                 error = f"{type(exc).__name__}: {exc}"
         self._give_up(notice, f"{error} after {self.retries + 1} attempts", self.retries + 1)
 
     def _give_up(self, notice: dict[str, Any], error: str, attempts: int = 0) -> None:
+        error = scrub(error)  # http.client may quote the URL or a header
         self.failed += 1
         log.error("webhook %s failed for %s: %s", self.name, notice["rule"], error)
         self._report(notice, error, attempts)
@@ -283,7 +292,7 @@ class Webhook(Receiver):
             try:
                 self.on_outcome(notice, self, error, attempts)
             except Exception as exc:  # a broken reporter must not kill the sender thread
-                log.error("webhook %s could not report an outcome: %s", self.name, exc)
+                log.error("webhook %s could not report an outcome: %s", self.name, scrub(exc))
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait until every queued notice is sent or given up (TimeoutError past ``timeout``)."""

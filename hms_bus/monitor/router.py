@@ -34,7 +34,6 @@ Matchers are a dict of label to value: ``{"rule": "error_storm",
 from __future__ import annotations
 
 import itertools
-import logging
 import math
 import threading
 from collections.abc import Callable
@@ -44,13 +43,14 @@ from typing import Any
 
 from ..clock import to_epoch
 from ..event import format_ts
+from ..redact import kit_logger, scrub
 from .receivers import Receiver
 from .rules import seconds
 from .timeline import timestamps
 
 __all__ = ["Router", "Route", "Silence", "Inhibition", "DELIVERY_COLUMNS", "STATUSES"]
 
-log = logging.getLogger("hms_bus")
+log = kit_logger("hms_bus")
 Matchers = dict[str, Any]
 
 DELIVERY_COLUMNS = (
@@ -326,13 +326,13 @@ class Router:
                         "rule": notice["rule"],
                         "state": notice["state"],
                         "at": format_ts(notice["at"]),
-                        "receiver": receiver.name,
-                        "error": error,
+                        "receiver": scrub(receiver.name),
+                        "error": scrub(error),
                     },
                     src="hms-monitor",
                 )
             except Exception as exc:  # the bus may be closed by now
-                log.error("could not report a failed delivery: %s", exc)
+                log.error("could not report a failed delivery: %s", scrub(exc))
 
         self.on_failure = report
 
@@ -441,7 +441,7 @@ class Router:
             r.deliver(notice)
         except Exception as exc:
             self._queued.pop((id(notice), rid), None)
-            entry["status"], entry["detail"] = "failed", f"{type(exc).__name__}: {exc}"
+            entry["status"], entry["detail"] = "failed", scrub(f"{type(exc).__name__}: {exc}")
             self._failed(notice, r, entry["detail"])
             return
         told.add(rid)
@@ -464,7 +464,7 @@ class Router:
         return None
 
     def _failed(self, notice: dict[str, Any], r: Receiver, error: str) -> None:
-        log.error("receiver %s failed on %s: %s", r.name, notice["rule"], error)
+        log.error("receiver %s failed on %s: %s", scrub(r.name), notice["rule"], error)
         if self.on_failure is not None:
             self.on_failure(notice, r, error)
 
@@ -480,6 +480,7 @@ class Router:
                 if error is None:
                     entry["status"] = "sent"
                 else:
+                    error = scrub(error)
                     entry["status"] = "failed"
                     entry["detail"] = error
         if error is not None and self.on_failure is not None:
@@ -494,7 +495,7 @@ class Router:
             "group": notice["group"],
             "state": notice["state"],
             "repeat": notice.get("repeat", 0),
-            "receiver": None if r is None else r.name,
+            "receiver": None if r is None else scrub(r.name),
             "status": status,
             "detail": detail,
             "attempts": 1 if status in ("sent", "failed") else 0,

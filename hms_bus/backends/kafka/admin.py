@@ -16,7 +16,6 @@ consumer that another thread is polling (that call would wait for the poll).
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from typing import Any
@@ -25,12 +24,13 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 
 from ...errors import HmsBusError
+from ...redact import kit_logger
 from .config import KafkaConfig, shown
 from .connect import librdkafka_logger
 
 __all__ = ["Cluster", "TP"]
 
-log = logging.getLogger("hms_bus.kafka")
+log = kit_logger("hms_bus.kafka")
 
 TP = tuple[str, int]
 """A partition: (Kafka topic, partition number)."""

@@ -12,7 +12,6 @@ creates, offsets), :mod:`.reader` (ranges of kept events) and :mod:`.feed`
 from __future__ import annotations
 
 import atexit
-import logging
 import secrets
 import threading
 import time
@@ -22,6 +21,7 @@ from typing import Any
 
 from ...errors import HmsBusError
 from ...event import Event
+from ...redact import kit_logger
 from ..base import Backend, Sink
 from .admin import Cluster
 from .config import parse, shown
@@ -32,7 +32,7 @@ from .reader import RangeReader
 
 __all__ = ["KafkaBackend"]
 
-log = logging.getLogger("hms_bus.kafka")
+log = kit_logger("hms_bus.kafka")
 
 
 class KafkaBackend(Backend):

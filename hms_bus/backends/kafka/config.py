@@ -9,7 +9,9 @@ the same in code; the URL wins where both are given (it is what operators
 change). Secrets are better kept out of URLs: pass them in ``conf=``.
 
 Every place that shows a URL or a setting (``repr``, ``status()``, errors,
-logs) goes through :func:`shown` or :func:`shown_conf`, which hide secrets.
+logs) goes through :func:`shown` or :func:`shown_conf`, which hide secrets
+with :mod:`hms_bus.redact`; parsing registers the secrets so that the kit's
+logs mask them in any text.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import unquote
 
+from ...redact import redact_config, redact_url, register_config, register_url
 from ...retention import DEFAULT_WINDOW_S
 
 __all__ = ["KafkaConfig", "parse", "shown", "shown_conf", "OPTIONS", "MANAGED"]
@@ -64,11 +67,6 @@ MANAGED = frozenset(
     }
 )
 """librdkafka settings the backend sets itself and refuses to take from users."""
-
-SECRET_MARKERS = ("password", "secret", "passphrase", "key.pem", "ssl_key", "oauthbearer.config")
-"""A setting whose name contains one of these holds a secret and is never shown."""
-
-HIDDEN = "***"
 
 _TOPIC_CHARS = re.compile(r"[A-Za-z0-9._-]+")
 _HOST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::(\d+))?")
@@ -129,6 +127,8 @@ def parse(url: object, conf: Mapping[str, Any] | None = None, **options: Any) ->
             f"bad Kafka URL {shown(url)!r}: it must start with kafka://, "
             f"e.g. 'kafka://127.0.0.1:9092'"
         )
+    register_url(url)  # from here on, the kit's logs and scrub() mask its secrets
+    register_config(conf)
     base, _, query = url[len("kafka://") :].partition("?")
     servers = _servers(base, url)
     given = _query(query, url)
@@ -276,15 +276,9 @@ def _number(name: str, value: Any, where: str, kind: type) -> Any:
         ) from None
 
 
-def is_secret(key: str) -> bool:
-    """Whether librdkafka setting ``key`` holds a secret."""
-    lowered = key.lower()
-    return any(marker in lowered for marker in SECRET_MARKERS)
-
-
 def shown_conf(conf: Mapping[str, Any]) -> dict[str, Any]:
     """``conf`` as it may be shown to people: secrets replaced by ``***``."""
-    return {k: (HIDDEN if is_secret(str(k)) else v) for k, v in conf.items()}
+    return redact_config(conf)
 
 
 def shown(url: str) -> str:
@@ -292,14 +286,4 @@ def shown(url: str) -> str:
 
     Every message, ``repr`` and status that names a Kafka URL goes through here.
     """
-    base, sep, query = url.partition("?")
-    if "@" in base:
-        scheme, _, rest = base.partition("://")
-        base = f"{scheme}://{HIDDEN}@{rest.rpartition('@')[2]}"
-    if not sep:
-        return base
-    items = []
-    for item in query.split("&"):
-        key, eq, _ = item.partition("=")
-        items.append(f"{key}={HIDDEN}" if eq and is_secret(unquote(key)) else item)
-    return f"{base}?{'&'.join(items)}"
+    return redact_url(url)

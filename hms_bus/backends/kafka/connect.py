@@ -18,6 +18,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException
 
 from ...errors import HmsBusError
+from ...redact import kit_logger
 from .config import shown
 
 __all__ = ["ErrorLog", "wait_for_brokers", "librdkafka_logger", "HOW_TO_REACH"]
@@ -46,7 +47,7 @@ _REASONS = frozenset(
 
 _AFTER = re.compile(r" \(after \d+ms in state \w+\)")
 
-log = logging.getLogger("hms_bus.kafka")
+log = kit_logger("hms_bus.kafka")
 
 
 def librdkafka_logger() -> logging.Logger:
@@ -55,7 +56,7 @@ def librdkafka_logger() -> logging.Logger:
     Reasons reach users through exceptions and ``status()``; without this,
     Python's last-resort handler would print every reconnect attempt.
     """
-    quiet = logging.getLogger("hms_bus.kafka.librdkafka")
+    quiet = kit_logger("hms_bus.kafka.librdkafka")
     if not quiet.handlers:
         quiet.addHandler(logging.NullHandler())
         quiet.propagate = False

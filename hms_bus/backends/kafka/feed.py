@@ -24,7 +24,6 @@ is always a prefix of each partition, and a :class:`Position` is exact.
 
 from __future__ import annotations
 
-import logging
 import queue
 import threading
 import time
@@ -35,6 +34,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from ...errors import HmsBusError
+from ...redact import kit_logger
 from .admin import TP, Cluster
 from .config import KafkaConfig, shown
 from .naming import TopicMap
@@ -43,7 +43,7 @@ from .wire import Record, decode
 
 __all__ = ["Feed", "Position"]
 
-log = logging.getLogger("hms_bus.kafka")
+log = kit_logger("hms_bus.kafka")
 
 RECENT_KEYS = 100_000
 """How many record keys the feed remembers to drop re-sends."""

@@ -93,6 +93,12 @@ class NatsBackend(Backend):
 
     The stream settings (``retention`` to ``duplicate_window``) are compared
     with an existing stream only when given; see :mod:`.stream`.
+
+    Logging in and TLS: ``user``, ``password``, ``token``, ``nkey`` (a seed
+    file), ``nkey_seed``, ``creds`` (a ``.creds`` file), ``ca``, ``cert``,
+    ``key`` and ``tls``, as keywords, URL options or ``HMS_BUS_*``
+    environment variables; see :mod:`.auth`. ``url`` is the URL with its
+    secrets masked, as every message shows it.
     """
 
     local = False

@@ -3,8 +3,10 @@
 Every option of the NATS backend is read here (:func:`parse_options`), every
 ``nats.connect`` argument is built here (:meth:`Connection.connect_options`),
 and every place that shows the URL to a person (``repr``, ``status()``, log
-lines, error messages) takes it from :func:`shown`, so there is one place to
-extend or redact.
+lines, error messages) takes it from :func:`shown`, which masks its secrets
+(:func:`hms_bus.redact.redact_url`). Credentials and TLS settings are gathered
+by :mod:`.auth`; :meth:`Connection.open` refuses a plaintext server when TLS
+was asked for, and says so when the server refuses the credentials.
 
 nats-py is asyncio-only. The client runs on an event loop in a daemon thread
 of its own, reached with :meth:`Connection.call`, so the backend works the
@@ -16,9 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import logging
 import math
 import re
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -31,10 +33,13 @@ import nats
 import nats.errors
 
 from ...errors import HmsBusError
+from ...redact import kit_logger, redact_url, register_url
+from .auth import OPTIONS as SECURITY_OPTIONS
+from .auth import Security, is_auth_error, refusal_error, require_tls, security_from
 
 __all__ = ["NatsOptions", "Connection", "parse_options", "shown", "HOW_TO_START"]
 
-log = logging.getLogger("hms_bus.nats")
+log = kit_logger("hms_bus.nats")  # the logger of every NATS module: now scrubbed
 
 HOW_TO_START = (
     "start one with `make nats` or `python -m hms_bus server`, or set HMS_BUS_URL "
@@ -68,8 +73,9 @@ STREAM_SETTINGS = {
 
 
 def shown(url: str) -> str:
-    """The URL as messages, logs, ``repr`` and ``status()`` show it."""
-    return url
+    """The URL as messages, logs, ``repr`` and ``status()`` show it: passwords,
+    tokens and secret options masked (``nats://alice:***@host:4222``)."""
+    return redact_url(url)
 
 
 @dataclass
@@ -90,6 +96,8 @@ class NatsOptions:
     max_attempts: int = 12
     max_buffered: int = 1_000_000
     outage_timeout: float = 30.0
+    security: Security | None = None
+    """Credentials and TLS (see :mod:`.auth`)."""
 
     @property
     def label(self) -> str:
@@ -194,13 +202,13 @@ def parse_options(url: object, **given: Any) -> NatsOptions:
     and keyword options; the same option may not come from both."""
     if not isinstance(url, str):
         raise TypeError(f"url must be a str such as 'nats://127.0.0.1:4222', got {url!r}")
-    label = shown(url)
+    label = register_url(url)  # shown(url); its secrets are scrubbed from logs from now on
     base, _, query = url.partition("?")
     servers = [s.strip() for s in base.split(",") if s.strip()]
     if not servers or any(not s.startswith(("nats://", "tls://")) for s in servers):
         raise ValueError(f"bad NATS URL {label!r}; use e.g. 'nats://127.0.0.1:4222'")
     pairs = parse_qsl(query, keep_blank_values=True)
-    known = ["stream", "prefix", *_PARSERS]
+    known = ["stream", "prefix", *_PARSERS, *SECURITY_OPTIONS]
     unknown = sorted({k for k, _ in pairs if k not in known} | {k for k in given if k not in known})
     if unknown:
         raise ValueError(f"unknown parameter(s) {unknown} in {label!r}; known: {', '.join(known)}")
@@ -215,7 +223,9 @@ def parse_options(url: object, **given: Any) -> NatsOptions:
         raise ValueError(
             f"{', '.join(twice)} given both in the URL {label!r} and as a keyword; give each once"
         )
-    opts = NatsOptions(url=url, servers=servers)
+    security = {k: given.pop(k) for k in SECURITY_OPTIONS if k in given}
+    sec = security_from(servers, query_opts, security, url=url)  # takes its options out
+    opts = NatsOptions(url=url, servers=sec.servers, security=sec)
     for key, value in {**query_opts, **given}.items():
         where = f"{key}={value!r}" + (f" in {label!r}" if key in query_opts else "")
         try:
@@ -267,6 +277,8 @@ class Connection:
         self.closed = False
         self.nc: Any = None
         self._opening = False
+        self._refused: asyncio.Event | None = None
+        self._refusal: Exception | None = None
         self.on_reconnect: list[Callable[[], None]] = []
         """Called on the loop after each reconnect."""
         self.loop = asyncio.new_event_loop()
@@ -278,8 +290,9 @@ class Connection:
     def connect_options(self) -> dict[str, Any]:
         """The keyword arguments for ``nats.connect``."""
         timeout = self.options.connect_timeout
+        security = self.options.security
         return {
-            "servers": self.options.servers,
+            **(security.connect_options() if security else {"servers": self.options.servers}),
             "error_cb": self._on_error,
             "disconnected_cb": self._on_disconnect,
             "reconnected_cb": self._on_reconnect,
@@ -306,25 +319,51 @@ class Connection:
             raise TimeoutError(f"NATS at {self.label} did not answer within {timeout} s") from None
 
     async def open(self) -> None:
-        """Connect, or raise :class:`HmsBusError` with the reason within ``connect_timeout``."""
+        """Connect, or raise :class:`HmsBusError` with the reason within ``connect_timeout``.
+
+        With TLS asked for, a server that does not offer it is refused before
+        anything is sent. Refused credentials or a failed TLS handshake end the
+        attempt at once (retrying cannot help) with a message that says so.
+        """
         timeout = self.options.connect_timeout
+        security = self.options.security or Security(self.options.servers)
+        await require_tls(security)
         self._opening = True  # the reason goes into the error raised, not also into the log
+        self._refused, self._refusal = asyncio.Event(), None
+        connecting = asyncio.ensure_future(nats.connect(**self.connect_options()))
+        refused = asyncio.ensure_future(self._refused.wait())
         try:
-            self.nc = await asyncio.wait_for(nats.connect(**self.connect_options()), timeout)
+            await asyncio.wait(
+                {connecting, refused}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            refused.cancel()
+            self._opening = False
+        if connecting.done() and connecting.exception() is None:
+            self.nc = connecting.result()
             options = getattr(self.nc, "options", None)  # nats-py keeps them in a dict
             if isinstance(options, dict):
                 options["max_reconnect_attempts"] = -1  # from now on: reconnect forever
-        except (asyncio.TimeoutError, OSError, nats.errors.Error) as exc:
-            why = self.last_error or f"{type(exc).__name__}: {exc}"
-            within = f" within {timeout:g} s" if isinstance(exc, asyncio.TimeoutError) else ""
-            raise HmsBusError(
-                f"cannot reach a NATS server at {self.label}{within} ({why}); {HOW_TO_START}"
-            ) from None
-        finally:
-            self._opening = False
+            return
+        timed_out = not connecting.done()
+        if timed_out:
+            connecting.cancel()
+        exc = None if timed_out else connecting.exception()
+        refusal = refusal_error(security, self.label, self._refusal or exc or self.last_error)
+        if refusal is not None:
+            raise refusal
+        why = self.last_error or (f"{type(exc).__name__}: {exc}" if exc else "no answer")
+        within = f" within {timeout:g} s" if timed_out else ""
+        raise HmsBusError(
+            f"cannot reach a NATS server at {self.label}{within} ({why}); {HOW_TO_START}"
+        )
 
     async def _on_error(self, exc: Exception) -> None:
         text = f"{type(exc).__name__}: {exc}"
+        if self._opening and (is_auth_error(text) or isinstance(exc, ssl.SSLError)):
+            self._refusal = self._refusal or exc  # later errors (a reset) say less
+            if self._refused is not None:
+                self._refused.set()
         if text != self.last_error and not self._opening:
             log.warning("NATS at %s: %s", self.label, text)
         self.last_error = text
