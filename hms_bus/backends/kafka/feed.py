@@ -19,7 +19,11 @@ seen by this feed (other processes) keep the order in which they arrive.
 Since every partition is handed on in offset order, what has been handed on
 is always a prefix of each partition, and a :class:`Position` is exact.
 
-**Re-sends.** A record stored twice (the same key) is handed on once.
+**Re-sends.** A record stored twice (the same key) is handed on once. A
+record of this bus's own that was published before the feed began (its
+sequence number is below the one expected at the start) is a re-send too: the
+original was stored before the feed's starting offsets, so its key was never
+seen, and without this rule the copy would reach subscribers as a new event.
 """
 
 from __future__ import annotations
@@ -109,6 +113,7 @@ class Feed:
         self.last_error = ""
         self._taken = 0
         self._expect = dict(expect)
+        self._floor = dict(expect)  # below it: published before the feed began
         self._offsets: dict[TP, int] = {}  # next offset to hand on, per partition
         self._base: dict[TP, int] = {}
         self._log: list[tuple[TP, int]] = []
@@ -289,6 +294,11 @@ class Feed:
                     stream = record.stream
                     if stream is not None:
                         seq = record.event.seq
+                        if seq < self._floor.get(stream, 0):
+                            line.popleft()
+                            self._drop(tp, offset)
+                            progress = True
+                            continue
                         due = expect.get(stream)
                         if due is not None and seq > due:
                             if now - arrived <= hold:
@@ -301,6 +311,12 @@ class Feed:
                     progress = True
                 if not line:
                     del waiting[tp]
+
+    def _drop(self, tp: TP, offset: int) -> None:
+        """Pass over a re-sent record (its place in the partition still counts)."""
+        if self._offsets.get(tp, 0) <= offset:
+            self._advance(tp, offset + 1)
+            self.duplicates += 1
 
     def _hand_on(self, record: Record, tp: TP, offset: int) -> None:
         if self._offsets.get(tp, 0) > offset:
