@@ -6,6 +6,7 @@ tests start a cluster of their own and take its brokers away.
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -497,3 +498,34 @@ def test_a_resend_of_an_event_stored_before_the_feed_began_reaches_no_subscriber
     bus.flush(10)
     assert [e.id for e in got] == [second.id, third.id], f"{first.id} came back"
     assert bus.status()["duplicates_dropped"] >= 2
+
+
+def test_foreign_records_are_all_delivered_counted_and_logged(cluster, make_bus, caplog):
+    """Another application on hms.payments: records in the event format keyed by
+    customer, plain JSON, a tombstone and bytes that are no text. Every one is
+    delivered and replayed once; the odd ones are counted in status() and logged."""
+    bus = make_bus(cluster.url)
+    got: list = []
+    bus.subscribe(">", got.append)
+    bus.publish("payments.sent", {"n": 0})
+    bus.flush(10)
+    producer = Producer({"bootstrap.servers": cluster.bootstrap})
+    for i in range(1, 4):
+        body = {"id": f"evt-abcdef01-{i:06d}", "time": 1000.0 + i, "topic": "payments.sent",
+                "src": "other-app", "data": {"i": i}}
+        producer.produce("hms.payments", json.dumps(body).encode(), key=b"CIT-883")
+    for i in range(2):
+        producer.produce("hms.payments", json.dumps({"x": i}).encode(), key=b"CIT-883")
+    producer.produce("hms.payments", None, key=b"tomb")
+    producer.produce("hms.payments", b"\xff\xfe not text")
+    assert producer.flush(5) == 0
+    with caplog.at_level("INFO", logger="hms_bus.kafka"):
+        bus.flush(10)
+        replayed = bus.replay(">")
+    ids = sorted(e.id for e in got)
+    assert len(ids) == 8 == len(set(ids)), ids
+    assert sorted(e.id for e in replayed) == ids
+    assert [e.data["i"] for e in got if e.src == "other-app"] == [1, 2, 3]
+    status = bus.status()
+    assert (status["foreign"], status["as_text"], status["duplicates_dropped"]) == (4, 1, 0)
+    assert len([r for r in caplog.records if "is not an hms event" in r.getMessage()]) == 4

@@ -228,3 +228,15 @@ def test_foreign_or_malformed_records_become_events_that_work(value):
     assert ev.to_dict()["ts"] == "1970-01-01T00:00:01.500Z"
     assert repr(ev)
     assert record.key == b"hms.payments/0/7"
+
+
+def test_only_the_kits_own_key_marks_a_re_send():
+    """A producer writing the event format with a key of its own (a customer id, or
+    none) makes records that are never taken for copies of each other."""
+    ev = Event("payments.sent", freeze({"n": 1}), "other", 1.0, 1, "abcdef01")
+    value, key, _ = Encoder("feedbeef").encode(ev)
+    assert decode(_Msg(value, key), "hms").key == key
+    for own_key in (b"CIT-883", b"", b"evt-abcdef01-000001", b"evt-abcdef01-000001.", b"x" + key):
+        record = decode(_Msg(value, own_key, offset=9), "hms")
+        assert (record.event, record.foreign, record.stream) == (ev, False, None)
+        assert record.key == b"hms.payments/0/9", own_key

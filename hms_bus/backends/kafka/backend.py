@@ -29,6 +29,7 @@ from .feed import Feed, Position
 from .naming import TopicMap
 from .producer import Sender
 from .reader import RangeReader
+from .wire import Foreign
 
 __all__ = ["KafkaBackend"]
 
@@ -56,6 +57,7 @@ class KafkaBackend(Backend):
         self.cluster = Cluster(config, self.sender.producer, self.sender.metadata)
         self.topics = TopicMap(config.prefix, config.single, config.partitions)
         self.reader = RangeReader(config, self.cluster, self._count_duplicates)
+        self.foreign = self.reader.foreign = Foreign(self.url)
         self.feed: Feed | None = None
         self._routes: dict[str, tuple[str, int]] = {}
         self._duplicates_read = 0
@@ -130,7 +132,7 @@ class KafkaBackend(Backend):
                 _sink(record.event, position, record.stream == mine)
 
             own = {mine: self.bus.published + 1}
-            self.feed = Feed(self.config, self.cluster, self.topics, hand_on, own)
+            self.feed = Feed(self.config, self.cluster, self.topics, hand_on, own, self.foreign)
         return self.feed.position()
 
     def flush(self, timeout: float | None = None) -> None:
@@ -177,6 +179,7 @@ class KafkaBackend(Backend):
             "failed": len(self.sender.failed) + len(self.sender.lost),
             "duplicates_dropped": self._duplicates_read + (feed.duplicates if feed else 0),
             "gaps_skipped": feed.skipped_gaps if feed else 0,
+            **self.foreign.counts,
             "created_topics": sorted(self.cluster.created),
             "found_topics": sorted(self.cluster.found),
             "admin_api": self.cluster.admin_api,

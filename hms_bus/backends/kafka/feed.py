@@ -43,7 +43,7 @@ from .admin import TP, Cluster
 from .config import KafkaConfig, shown
 from .naming import TopicMap
 from .reader import reader_conf
-from .wire import Record, decode
+from .wire import Foreign, Record, decode
 
 __all__ = ["Feed", "Position"]
 
@@ -103,11 +103,13 @@ class Feed:
         topic_map: TopicMap,
         sink: Sink,
         expect: dict[tuple[str, str], int],
+        foreign: Foreign | None = None,
     ) -> None:
         self.config = config
         self.cluster = cluster
         self.topic_map = topic_map
         self.sink = sink
+        self.foreign = foreign
         self.duplicates = 0
         self.skipped_gaps = 0
         self.last_error = ""
@@ -264,6 +266,7 @@ class Feed:
         now = time.monotonic()
         waiting = self._waiting
         prefix = self.config.prefix
+        foreign = self.foreign
         self._taken += len(batch)
         for msg in batch:
             err = msg.error()
@@ -275,7 +278,7 @@ class Feed:
             line = waiting.get(tp)
             if line is None:
                 line = waiting[tp] = deque()
-            line.append((decode(msg, prefix), msg.offset(), now))
+            line.append((decode(msg, prefix, foreign), msg.offset(), now))
         self._hand_on_ready()
 
     def _hand_on_ready(self) -> None:

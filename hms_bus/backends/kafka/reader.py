@@ -36,7 +36,7 @@ from ...topics import matches
 from .admin import TP, Cluster
 from .config import KafkaConfig, shown
 from .connect import librdkafka_logger
-from .wire import Record, decode, timestamp_ms
+from .wire import Foreign, Record, decode, timestamp_ms
 
 __all__ = ["RangeReader", "reader_conf"]
 
@@ -74,6 +74,8 @@ class RangeReader:
         self.config = config
         self.cluster = cluster
         self._dropped = dropped
+        self.foreign: Foreign | None = None
+        """Counts records that are not the kit's events (set by the backend)."""
         self._consumer: Consumer | None = None
         self._known: set[str] = set()
         self._lock = threading.Lock()
@@ -287,7 +289,7 @@ class RangeReader:
                     if until_ms is not None and msg.timestamp()[1] > until_ms:
                         del open_[tp]  # timestamps grow along a partition: nothing later fits
                         continue
-                    record = decode(msg, prefix)
+                    record = decode(msg, prefix, self.foreign)
                     t = record.event.time
                     topic = record.event.topic
                     hit = everything or hits.get(topic)

@@ -13,12 +13,17 @@ A record the backend writes:
   least 1, since librdkafka reads 0 as "now"); Kafka's retention and time
   index work on it. No headers (each costs a few microseconds per record).
 
+A record whose value is a valid event but whose key is not of that shape
+(another producer writing the format, keyed by customer, say) is delivered as
+the event it holds; only the kit's own keys mark re-sends, so such records
+are never dropped as copies of each other.
+
 Anything else found on the backend's Kafka topics (another application's
 records, or a payload that is not a valid event) becomes an event with
 ``src="kafka"``, the bus topic named after the Kafka topic (``hms.payments``
 → ``payments``), the record's JSON (or text) as data, the record timestamp
-as time and an id made of the topic, partition and offset. It is counted and
-never stops a reader.
+as time and an id made of the topic, partition and offset. It is counted by a
+:class:`Foreign` (logged once per record) and never stops a reader.
 """
 
 from __future__ import annotations
@@ -26,17 +31,23 @@ from __future__ import annotations
 import json
 import math
 import re
+import threading
 import zlib
 from typing import Any
 
 from ...clock import MAX_TIME, MIN_TIME
 from ...event import Event, freeze
+from ...redact import kit_logger
 from ...topics import validate_topic
 from .naming import bus_topic
 
-__all__ = ["Encoder", "Record", "decode", "timestamp_ms"]
+__all__ = ["Encoder", "Foreign", "Record", "decode", "timestamp_ms"]
+
+log = kit_logger("hms_bus.kafka")
 
 _ID = re.compile(r"evt-([0-9a-f]{8})-(\d{6,20})")
+_KEY_TAIL = re.compile(rb"\.([0-9a-zA-Z_-]{1,64})")
+_KEYS = frozenset(("id", "time", "topic", "src", "data"))
 
 try:  # the C encoder made once costs a third of JSONEncoder.encode per call
     _c_encode = json.encoder.c_make_encoder(  # type: ignore[attr-defined]
@@ -109,10 +120,51 @@ class Record:
         return (ev.time, self.stream or ("", ""), ev.seq)
 
 
-def decode(msg: Any, prefix: str) -> Record:
+class Foreign:
+    """Counts the records that are not the kit's events, and logs each once.
+
+    ``counts`` holds ``foreign`` (every such record), ``as_text`` (not JSON the
+    bus accepts: delivered as text) and ``malformed`` (claims the five keys of
+    an event but breaks a rule), like the NATS backend's.
+    """
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.counts = {"foreign": 0, "as_text": 0, "malformed": 0}
+        self._noted: dict[tuple[str, int, int, str], None] = {}
+        self._lock = threading.Lock()  # the feed's thread and readers both note
+
+    def note(self, msg: Any, kind: str) -> None:
+        where = (msg.topic(), msg.partition(), msg.offset(), kind)
+        with self._lock:
+            if where in self._noted:  # the feed and a replay read the same record
+                return
+            self._noted[where] = None
+            if len(self._noted) > 200_000:
+                for old in list(self._noted)[:100_000]:
+                    del self._noted[old]
+            self.counts[kind] += 1
+        what = {
+            "foreign": "is not an hms event; delivered with src='kafka'",
+            "as_text": "is not JSON the bus accepts; delivered as text",
+            "malformed": "claims to be an hms event but breaks the wire format",
+        }[kind]
+        log.log(
+            20 if kind == "foreign" else 30,
+            "Kafka at %s: record %s/%d offset %d %s",
+            self.label,
+            where[0],
+            where[1],
+            where[2],
+            what,
+        )
+
+
+def decode(msg: Any, prefix: str, foreign: Foreign | None = None) -> Record:
     """The :class:`Record` in confluent-kafka message ``msg`` (never raises)."""
     key = msg.key() or b""
     value = msg.value()
+    body: Any = None
     try:
         body = json.loads(value)
         m = _ID.fullmatch(body["id"])
@@ -134,12 +186,18 @@ def decode(msg: Any, prefix: str) -> Record:
             m.group(1),
         )
     except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
-        return _foreign(msg, value, prefix)
-    session = key.rpartition(b".")[2].decode("ascii", "replace") if b"." in key else ""
-    return Record(event, key or body["id"].encode(), (event.bus_id, session), False)
+        if foreign is not None and type(body) is dict and body.keys() == _KEYS:
+            foreign.note(msg, "malformed")
+        return _foreign(msg, value, prefix, foreign)
+    eid = body["id"].encode()
+    tail = _KEY_TAIL.fullmatch(key, len(eid)) if key.startswith(eid) else None
+    if tail is None:  # written in our format by another producer, with its own key
+        where = f"{msg.topic()}/{msg.partition()}/{msg.offset()}".encode()
+        return Record(event, where, None, False)
+    return Record(event, key, (event.bus_id, tail.group(1).decode()), False)
 
 
-def _foreign(msg: Any, value: bytes | None, prefix: str) -> Record:
+def _foreign(msg: Any, value: bytes | None, prefix: str, foreign: Foreign | None) -> Record:
     """A record that is not one of ours: keep what it holds."""
     if value is None:
         data: Any = None
@@ -148,6 +206,10 @@ def _foreign(msg: Any, value: bytes | None, prefix: str) -> Record:
             data = freeze(json.loads(value))
         except (ValueError, TypeError, RecursionError):
             data = value.decode("utf-8", "replace")
+            if foreign is not None:
+                foreign.note(msg, "as_text")
+    if foreign is not None:
+        foreign.note(msg, "foreign")
     name, partition, offset = msg.topic(), msg.partition(), msg.offset()
     topic = ".".join(t for t in bus_topic(prefix, name).split(".") if t) or "kafka"
     try:
