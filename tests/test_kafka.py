@@ -473,9 +473,7 @@ def test_status_and_repr_show_the_url_without_secrets(kafka_url, make_bus):
     assert status["state"] == "connected" and status["admin_api"] is False
 
 
-def test_a_resend_of_an_event_stored_before_the_feed_began_reaches_no_subscriber(
-    cluster, make_bus
-):
+def test_a_resend_of_an_event_stored_before_the_feed_began_reaches_no_subscriber(cluster, make_bus):
     """The feed starts at the partitions' ends, so it never saw the first record's key.
     A copy stored later (a producer re-sending it) is still no new event: seen in CI as
     an old payment inside notebook 11's ``collect``."""
@@ -490,7 +488,10 @@ def test_a_resend_of_an_event_stored_before_the_feed_began_reaches_no_subscriber
     producer = Producer({"bootstrap.servers": cluster.bootstrap})
     for _ in range(2):
         producer.produce(
-            "hms.payments", stored.value(), stored.key(), stored.partition(),
+            "hms.payments",
+            stored.value(),
+            stored.key(),
+            stored.partition(),
             timestamp=stored.timestamp()[1],
         )
     assert producer.flush(5) == 0
@@ -511,8 +512,13 @@ def test_foreign_records_are_all_delivered_counted_and_logged(cluster, make_bus,
     bus.flush(10)
     producer = Producer({"bootstrap.servers": cluster.bootstrap})
     for i in range(1, 4):
-        body = {"id": f"evt-abcdef01-{i:06d}", "time": 1000.0 + i, "topic": "payments.sent",
-                "src": "other-app", "data": {"i": i}}
+        body = {
+            "id": f"evt-abcdef01-{i:06d}",
+            "time": 1000.0 + i,
+            "topic": "payments.sent",
+            "src": "other-app",
+            "data": {"i": i},
+        }
         producer.produce("hms.payments", json.dumps(body).encode(), key=b"CIT-883")
     for i in range(2):
         producer.produce("hms.payments", json.dumps({"x": i}).encode(), key=b"CIT-883")

@@ -682,3 +682,91 @@ def test_every_monitor_has_a_router_that_takes_receivers_later(bus, clock):
     ]
     with pytest.raises(TypeError, match="router must be a hms_bus.monitor.Router"):
         Monitor(bus, router="pager")
+
+
+# -- review round two: values that break arithmetic, groups, one instant ----------------------
+
+
+def test_group_by_keeps_true_one_and_one_point_zero_apart(bus, clock):
+    """JSON's true, 1 and 1.0 are three label values (Prometheus labels are strings);
+    Python's dict would count them as one group."""
+    rule = frequency("storm", "*.error", count=3, window=60, group_by="user")
+    with Monitor(bus, rule) as mon:
+        for user in (1, 1, True, True, 1.0, 1.0):
+            bus.publish("a.error", {"user": user})
+            clock.advance(1)
+        assert mon.timeline().empty
+        assert mon.stats()["storm"]["groups"] == 3
+        bus.publish("a.error", {"user": True})
+        clock.advance(1)
+        assert [(n["state"], n["group"]) for n in mon.active()] == [("firing", True)]
+
+
+def test_a_mean_of_huge_values_neither_overflows_nor_loses_its_notice(bus, clock):
+    """The mean of 1e308 and 1e308 is 1e308 (avg_over_time), not infinity; and a firing
+    notice reaches the bus and the receivers."""
+    heard = []
+    quiet = threshold("big", "m.x", field="v", agg="mean", above=1e308, window=10)
+    loud = threshold("bigger", "m.x", field="v", agg="mean", above=1e307, window=10)
+    with Monitor(bus, [quiet, loud], receivers=[Callback(heard.append)]) as mon:
+        for _ in range(2):
+            bus.publish("m.x", {"v": 1e308})
+        clock.advance(1)
+        rows = mon.timeline()
+        assert list(rows["rule"]) == ["bigger"] and list(rows["value"]) == [1e308]
+    assert [n["rule"] for n in heard if n["state"] == "firing"] == ["bigger"]
+    assert [e.data["value"] for e in bus.replay("alerts.bigger")][:1] == [1e308]
+
+
+def test_a_mean_after_a_huge_value_leaves_does_not_page(bus, clock):
+    """1e20 then four 1s: once 1e20 has left, the mean is 1.0, live and in a backtest."""
+    rule = threshold("low", "m.x", field="v", agg="mean", below=0.5, window=10)
+    start = clock.now()
+    with Monitor(bus, rule) as mon:
+        bus.publish("m.x", {"v": 1e20})
+        clock.advance(5)
+        for _ in range(4):
+            bus.publish("m.x", {"v": 1})
+        clock.advance(9)
+        assert mon.timeline().empty
+    assert backtest(rule, bus.replay("m.x"), start=start, until=clock.now()).empty
+
+
+@pytest.mark.parametrize("first", ["bank.error", "bank.down"])
+def test_a_source_and_its_target_firing_at_one_instant_mute_the_target_in_any_order(
+    bus, clock, first
+):
+    """Alertmanager decides inhibition by what fires when it sends: publish order within
+    one instant must not decide whether the operator is paged twice."""
+    router = Router()
+    heard = []
+    router.route(Callback(heard.append))
+    router.inhibit(source={"rule": "bank_down"}, target={"rule": "error_storm"})
+    rules = [
+        frequency("error_storm", "bank.error", count=1, window=60),
+        frequency("bank_down", "bank.down", count=1, window=60),
+    ]
+    with Monitor(bus, rules, router=router):
+        clock.advance(10)
+        bus.publish(first)
+        bus.publish("bank.down" if first == "bank.error" else "bank.error")
+        clock.advance(200)
+    log = router.deliveries()
+    storm = log[(log["rule"] == "error_storm") & (log["state"] == "firing")]
+    assert list(storm["status"]) == ["inhibited"]
+    assert [n["rule"] for n in heard if n["state"] == "firing"] == ["bank_down"]
+
+
+@pytest.mark.parametrize(
+    ("above", "hint"),
+    [
+        (1, "did you mean 0.01 for 1 %"),
+        (100, "as a fraction below 1, e.g. 0.2 for 20 %"),
+        (250, "as a fraction below 1"),
+    ],
+)
+def test_a_ratio_bound_hint_never_suggests_a_bound_that_is_refused(above, hint):
+    with pytest.raises(ValueError, match=hint) as err:
+        ratio("x", "payments.failed", of="payments.*", above=above, window=60)
+    assert "also matches of='payments.*'" in str(err.value)
+    assert "did you mean 1 for" not in str(err.value)

@@ -134,7 +134,7 @@ def test_a_resolved_ratio_says_the_share_is_back_under_its_bound():
     assert rule.summary("resolved", 0.0) == "failed share 0.0 % is back under 20 %"
     assert rule.summary("resolved", 0.2) == "failed share 20.0 % is back at 20 %"
     assert rule.summary("firing", 0.25) == (
-        "payments.failed / payments.* over 300 s is 25.0% (above 20.0%)"
+        "payments.failed / payments.* over 300 s is 25.0 % (above 20 %)"
     )
     thin = ratio("failing", "payments.failed", of="payments.*", above=0.2, window=300, min_of=10)
     assert thin.summary("resolved", None) == (

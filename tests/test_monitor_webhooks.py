@@ -359,3 +359,42 @@ def test_an_inhibited_incident_is_delivered_when_its_inhibitor_resolves(bus, clo
         (230, "error_storm", "resolved", "sent"),
         (600, "bank_down", "ended", "sent"),
     ]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"backoff": float("nan")},
+        {"backoff": -1},
+        {"backoff": float("inf")},
+        {"timeout": 0},
+        {"timeout": float("nan")},
+        {"timeout": "2"},
+        {"backoff": True},
+    ],
+)
+def test_webhook_timing_that_cannot_work_is_refused_at_once(bad):
+    """backoff=nan used to be taken, then killed the sender thread at the first retry."""
+    ((name, value),) = bad.items()
+    with pytest.raises(ValueError, match=f"{name}={value!r} must be"):
+        Webhook("http://127.0.0.1:1/", **bad)
+
+
+def test_alertmanager_starts_at_is_when_a_for_rule_fired_not_when_it_went_pending():
+    """Prometheus sends StartsAt = the instant the alert fired (after for_)."""
+    clock = VirtualClock("2021-08-29T12:00:00Z")
+    from hms_bus import Bus
+    from hms_bus.monitor.alertmanager import webhook_body
+
+    bus = Bus(clock=clock)
+    rule = frequency("storm", "a.error", count=1, window=300, for_=100)
+    with Monitor(bus, rule) as mon:
+        bus.publish("a.error")
+        clock.advance(400)
+        records = list(mon.engine.records)
+    bodies = [webhook_body(r, "pager")["alerts"][0] for r in records]
+    assert [(b["status"], b["startsAt"]) for b in bodies] == [
+        ("firing", "2021-08-29T12:01:40.000Z"),
+        ("resolved", "2021-08-29T12:01:40.000Z"),
+    ]
+    assert bodies[1]["endsAt"] == "2021-08-29T12:05:00.000Z"

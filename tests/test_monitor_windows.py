@@ -135,3 +135,39 @@ def test_a_p95i_window_interpolates_and_a_p95_window_does_not():
         near.add(float(i), None, ms)
         inter.add(float(i), None, ms)
     assert (near.value(), inter.value()) == (3000, pytest.approx(1550))
+
+
+# Values of every magnitude, so that big ones cancel and small ones would be lost.
+wild = st.lists(
+    st.tuples(
+        st.sampled_from([0.0, 1.0, 5.0, 10.0]),
+        st.sampled_from([1e308, -1e308, 1e20, -1e20, 1.0, 0.5, -3.0, 1e-300]),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(wild)
+def test_a_mean_stays_exact_when_huge_values_cancel_or_overflow(seq):
+    """1e20 + 1 - 1e20 is 0 in floating point, and 1e308 + 1e308 is infinity; the
+    window's mean is still the mean of what it holds (Prometheus's avg_over_time)."""
+    w = ValueWindow(WIDTH, "mean")
+    seen, t = [], 0.0
+    for gap, x in seq:
+        t += gap
+        seen.append((t, x))
+        w.expire(t)
+        w.add(t, None, x)
+        xs = inside(seen, t)
+        want = math.fsum(x / len(xs) for x in xs)
+        assert w.value() == pytest.approx(want, rel=1e-9, abs=1e-12), xs
+
+
+def test_a_mean_after_a_huge_value_left_the_window():
+    w = ValueWindow(WIDTH, "mean")
+    w.add(0.0, None, 1e20)
+    for _ in range(4):
+        w.add(5.0, None, 1.0)
+    w.expire(10.0)
+    assert w.value() == 1.0

@@ -10,7 +10,8 @@ Prometheus's Alertmanager POSTs to a ``webhook_config`` (version ``"4"``).
 * ``status``: ``firing``, or ``resolved`` for a resolved notice and for the
   ``ended`` notice of a closing monitor (Alertmanager, too, resolves an
   alert whose source stops reporting it);
-* ``startsAt`` is the incident's ``since``; ``endsAt`` is
+* ``startsAt`` is when the alert fired (after ``for_``, as Prometheus
+  sends it), not when its condition began (``since``); ``endsAt`` is
   ``0001-01-01T00:00:00Z`` while firing and the notice's ``at`` after;
 * ``fingerprint`` is computed as Prometheus computes it (FNV-1a 64 over the
   sorted label names and values), so the same alert has the same
@@ -83,7 +84,7 @@ def webhook_body(
         "status": status,
         "labels": labels,
         "annotations": annotations,
-        "startsAt": format_ts(notice["since"]),
+        "startsAt": format_ts(notice.get("fired_at", notice["since"])),
         "endsAt": ZERO_TIME if status == "firing" else format_ts(notice["at"]),
         "generatorURL": generator_url,
         "fingerprint": fingerprint(labels),

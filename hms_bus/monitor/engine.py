@@ -268,6 +268,7 @@ class Engine:
             "window": rule.window,
             "group": tr.group,
             "since": tr.since,
+            "fired_at": tr.fired_at,  # set before a firing notice is made
             "event_ids": tr.ev.event_ids(tr),
             "labels": dict(rule.labels),
             "repeat": repeat,

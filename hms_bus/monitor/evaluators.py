@@ -74,9 +74,9 @@ class Evaluator:
 
     # -- tracks ---------------------------------------------------------------
 
-    def _new_track(self, group: Any) -> Track:
+    def _new_track(self, group: Any, lookup: Any = None) -> Track:
         tr = Track(self, group, self._new_window())
-        self.tracks[group] = tr
+        self.tracks[lookup] = tr
         return tr
 
     def _new_window(self) -> Any:
@@ -92,8 +92,11 @@ class Evaluator:
             if key is _MISSING or isinstance(key, (dict, list)):
                 self.skipped += 1
                 return None
-        tr = self.tracks.get(key)
-        return tr if tr is not None else self._new_track(key)
+        # JSON's true, 1 and 1.0 are different label values, as in Prometheus
+        # (Python's dict would take them for one key).
+        lookup = (key.__class__, key)
+        tr = self.tracks.get(lookup)
+        return tr if tr is not None else self._new_track(key, lookup)
 
     def sweep(self, now: float) -> None:
         """Forget idle groups: inactive, nothing scheduled, every event expired."""
@@ -297,9 +300,9 @@ class RatioEvaluator(Evaluator):
         self.min_of = rule.min_of
         self._both: dict[str, bool] = {}
 
-    def _new_track(self, group: Any) -> Track:
+    def _new_track(self, group: Any, lookup: Any = None) -> Track:
         tr = Track(self, group, CountWindow(self.window), CountWindow(self.window))
-        self.tracks[group] = tr
+        self.tracks[lookup] = tr
         return tr
 
     def entries(self) -> list[tuple[str, Any]]:

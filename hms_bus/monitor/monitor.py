@@ -176,13 +176,15 @@ class Monitor:
                 return
 
     def _emit(self, notices: list[dict[str, Any]]) -> None:
-        publish, router = self.bus.publish, self.router
+        publish = self.bus.publish
         for rec in notices:
             try:
                 publish("alerts." + rec["rule"], to_data(rec), src=ALERT_SRC)
             except HmsBusError as exc:  # the bus was closed first; people still hear
                 log.warning("could not publish %s %s: %s", rec["rule"], rec["state"], exc)
-            router.handle(rec)
+            except Exception as exc:  # never out of clock.advance(); receivers still hear
+                log.error("could not publish %s %s: %r", rec["rule"], rec["state"], exc)
+        self.router.handle_all(notices)
 
     # -- reading ------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ here:
 from __future__ import annotations
 
 import json
+import math
 import os
 import queue
 import sys
@@ -211,8 +212,16 @@ class Webhook(Receiver):
             raise ValueError(f"url={url!r} must start with http:// or https://")
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
             raise ValueError(f"retries={retries!r} must be a whole number, 0 or more")
-        if not timeout > 0 or backoff < 0:
-            raise ValueError(f"timeout={timeout!r} must be > 0 and backoff={backoff!r} >= 0")
+        for option, value in (("timeout", timeout), ("backoff", backoff)):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not math.isfinite(value)
+                or value < 0
+                or (option == "timeout" and value == 0)
+            ):
+                need = "a number of seconds above 0" if option == "timeout" else "0 or more seconds"
+                raise ValueError(f"{option}={value!r} must be {need}, e.g. {option}=2")
         if format not in WEBHOOK_FORMATS:
             raise ValueError(
                 f"format={format!r} is not a webhook body I know; use 'chat' (text plus the "

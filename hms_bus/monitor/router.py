@@ -372,6 +372,36 @@ class Router:
 
     # -- delivery ---------------------------------------------------------------
 
+    def handle_all(self, notices: list[dict[str, Any]]) -> None:
+        """Deliver notices in order; those of one instant see each other's incidents.
+
+        Alertmanager decides inhibition when it sends, by which alerts are firing
+        then; so a source and its target that start firing at the same instant
+        mute the target whichever notice comes first.
+        """
+        with self._lock:
+            i = 0
+            while i < len(notices):
+                at = notices[i]["at"]
+                j = i
+                while j < len(notices) and notices[j]["at"] == at:
+                    j += 1
+                if self.inhibitions:
+                    for notice in notices[i:j]:
+                        if notice["state"] == "firing":
+                            self._incident_of(notice)
+                for notice in notices[i:j]:
+                    self.handle(notice)
+                i = j
+
+    def _incident_of(self, notice: dict[str, Any]) -> _Incident:
+        key = (notice["rule"], notice["group"])
+        inc = self._incidents.get(key)
+        if inc is None or inc.since != notice["since"]:
+            inc = self._incidents[key] = _Incident(notice["since"])
+            inc.labels = notice_labels(notice)
+        return inc
+
     def handle(self, notice: dict[str, Any]) -> None:
         """Deliver ``notice`` (a record from the engine) to the receivers it is due to."""
         with self._lock:
@@ -391,9 +421,7 @@ class Router:
 
     def _firing(self, notice: dict[str, Any]) -> None:
         key = (notice["rule"], notice["group"])
-        inc = self._incidents.get(key)
-        if inc is None or inc.since != notice["since"]:
-            inc = self._incidents[key] = _Incident(notice["since"])
+        inc = self._incident_of(notice)
         inc.notice = notice
         inc.labels = labels = notice_labels(notice)
         inc.targets = targets = self._targets(labels)

@@ -449,10 +449,14 @@ class Ratio(Rule):
             raise ValueError(f"above={above!r} must be a ratio of 0 or more, e.g. 0.05 for 5 %")
         pattern = _pattern(pattern, "pattern")
         if bound >= 1 and _covers(self.of, pattern):
+            hint = (
+                f"did you mean {bound / 100:g} for {_fmt(bound)} %?"
+                if bound < 100
+                else "give the share as a fraction below 1, e.g. 0.2 for 20 %"
+            )
             raise ValueError(
-                f"above={above!r} can never be passed: every {pattern!r} event is also an "
-                f"{self.of!r} event, so the share is at most 1; did you mean "
-                f"{bound / 100:g} for {_fmt(bound)} %?"
+                f"above={above!r} can never be passed: every {pattern!r} event also matches "
+                f"of={self.of!r}, so the share is at most 1; {hint}"
             )
         super().__init__(name, pattern, window, bound, **kw)
 
@@ -460,10 +464,10 @@ class Ratio(Rule):
         return [(self.pattern, "num"), (self.of, "den")]
 
     def describe(self, value: Any) -> str:
-        shown = "no data" if value is None else f"{value:.1%}"
+        shown = "no data" if value is None else _percent(value, 1)
         return (
             f"{self.pattern} / {self.of} over {_fmt(self.window)} s is {shown} "
-            f"(above {self.bound:.1%})"
+            f"(above {_percent(self.bound)})"
         )
 
     def share(self) -> str:

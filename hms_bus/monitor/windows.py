@@ -89,6 +89,20 @@ def interpolated(sorted_values: list[float], q: float) -> float:
     return sorted_values[lower] * (1 - weight) + sorted_values[upper] * weight
 
 
+_CANCEL = 2.0**16
+"""A mean's running sum is recounted exactly when a value arriving or leaving is
+this many times larger than the sum it leaves: the cancellation may have lost
+the small values' digits (1e20 + 1 - 1e20 is 0 in floating point)."""
+
+
+def _exact_sum(values: Any) -> float:
+    """The correctly rounded sum, or infinity when it is too large for a float."""
+    try:
+        return math.fsum(values)
+    except OverflowError:  # an intermediate sum overflowed
+        return math.inf
+
+
 class ValueWindow(CountWindow):
     """A :class:`CountWindow` that also aggregates one number per event.
 
@@ -115,7 +129,11 @@ class ValueWindow(CountWindow):
         self.values.append(x)
         agg = self.agg
         if agg == "mean":
-            self._sum += x
+            total = self._sum + x
+            self._sum = total
+            if abs(x) > _CANCEL * abs(total):  # (1e20 + 1) - 1e20: recount exactly
+                self._sum = _exact_sum(self.values)
+                self._gone = 0
         elif agg == "max":
             mono = self._mono
             while mono and mono[-1][1] <= x:
@@ -141,6 +159,8 @@ class ValueWindow(CountWindow):
             if agg == "mean":
                 self._sum -= x
                 self._gone += 1
+                if abs(x) > _CANCEL * abs(self._sum):  # a big value left a small sum:
+                    self._gone = len(values)  # its rounding may be most of it; recount
             elif agg in ("max", "min"):
                 mono = self._mono
                 while mono and mono[0][0] + width <= now:
@@ -148,8 +168,8 @@ class ValueWindow(CountWindow):
             else:
                 srt = self._sorted
                 del srt[bisect_left(srt, x)]
-        if agg == "mean" and self._gone >= len(values):
-            self._sum = math.fsum(values)
+        if agg == "mean" and (self._gone >= len(values) or not math.isfinite(self._sum)):
+            self._sum = _exact_sum(values)
             self._gone = 0
 
     def value(self) -> float | None:
@@ -159,7 +179,10 @@ class ValueWindow(CountWindow):
             return None
         agg = self.agg
         if agg == "mean":
-            return self._sum / n
+            total = self._sum
+            if math.isfinite(total):
+                return total / n
+            return math.fsum(x / n for x in self.values)  # the sum overflowed; the mean does not
         if agg in ("max", "min"):
             return self._mono[0][1]
         return self._quantile(self._sorted, self._q)
