@@ -41,12 +41,21 @@ WRONG: dict[str, list[str]] = {
     ],
     "2.3": [
         'def doubled(data):\n    return {"user": "CIT-883", "amount": 2000}',
+        # the amount typed in, and the other keys dropped
+        'def doubled(data):\n    return {"user": data["user"], "amount": 2000}',
+        'def doubled(data):\n    return {"user": data["user"], "amount": data["amount"] * 2}',
         'def doubled(data):\n    data["amount"] *= 2\n    return data',
         "def doubled(data):\n    return data",
     ],
     "3.1": ['p = "*.*"', 'p = "bank.error"', 'p = ">"'],
     "3.2": ['hits = ["hms.ach", "hms.ach.payments.sent", "hms.hlt.evac"]'],
-    "3.3": ['fixed = "alerts.err*"', 'fixed = "alerts.error_storm"'],
+    "3.3": [
+        'fixed = "alerts.err*"',
+        'fixed = "alerts.error_storm"',
+        # valid, but pages on every event
+        'fixed = ">"',
+        'fixed = "*.*"',
+    ],
     "4.1": [
         'predicted = [("relay", "x.first"), ("relay", "x.second"),'
         ' ("record", "x.second"), ("record", "x.first")]'
@@ -54,19 +63,37 @@ WRONG: dict[str, list[str]] = {
     "4.2": [
         "def fraud_check(ev):\n    pass",
         "def fraud_check(ev):\n    raise ValueError('every payment')",
+        # the one big payment the text names, and "5000 or more"
+        "def fraud_check(ev):\n    if ev['data']['amount'] == 9000:\n        raise ValueError()",
+        "def fraud_check(ev):\n    if ev['data']['amount'] >= 5000:\n        raise ValueError()",
     ],
     "4.3": [
         "def tick_threads(bus, threads, each):\n    return 1500",
         "def tick_threads(bus, threads, each):\n    return threads * each",
+        # no thread: the local bus delivers as it publishes, so the count alone is right
+        "def tick_threads(bus, threads, each):\n"
+        "    for _ in range(threads * each):\n"
+        '        bus.publish("load.tick")',
+        # one thread doing every thread's work
+        "def tick_threads(bus, threads, each):\n"
+        "    t = threading.Thread(\n"
+        '        target=lambda: [bus.publish("load.tick") for _ in range(threads * each)])\n'
+        "    t.start()\n"
+        "    t.join()",
     ],
     "5.1": [
         "def bank_errors_since(hours):\n    return 3",
         'def bank_errors_since(hours):\n    return len(replay("bank.error"))',
+        # the counts of the hours the text used to name, typed in
+        "def bank_errors_since(hours):\n    return {12: 3, 6: 2, 24: 6}[hours]",
     ],
     "5.2": [
         "def readings_kept(retention, max_retained):\n    return 20",
         "def readings_kept(retention, max_retained):\n"
         "    return min(max_retained, retention // 60)",
+        # arithmetic instead of a bus, right for whole minutes up to an hour only
+        "def readings_kept(retention, max_retained):\n"
+        "    return min(max_retained, retention // 60 - 1)",
     ],
     "5.3": [
         'catch_up = [e for e in replay("payments.sent") if e["ts"] >= "2021-08-30T03:00:00Z"]',
@@ -75,8 +102,13 @@ WRONG: dict[str, list[str]] = {
     "6.1": ["predicted = 20", "predicted = 24"],
     "6.2": [
         f'slow_rule = threshold("bank_slow", "bank.response", field="latency_ms", agg="{agg}",'
-        " above=2000, window=60)"
-        for agg in ("p95", "max")
+        f" above={above}, window=60)"
+        for agg, above in [
+            *((agg, 2000) for agg in ("p95", "max", "min", "p90", "p75", "p60", "p50", "p10")),
+            *((agg, 2000) for agg in ("p95i", "p90i", "p50i", "p10i")),
+            ("p90", 2500),  # a percentile with a bound moved to fit the tests
+            ("mean", 1995),
+        ]
     ],
     "6.3": [
         'longest, longest_s = "payments_failing", 470.0',
@@ -85,6 +117,12 @@ WRONG: dict[str, list[str]] = {
     "7.1": [
         f'one_page = frequency("error_storm", "*.error", count=5, window=60, keep_firing_for={s})'
         for s in (60, 300)
+    ]
+    + [
+        # another rule: a longer window does the work keep_firing_for should do
+        'one_page = frequency("error_storm", "*.error", count=5, window=200, keep_firing_for=10)',
+        'one_page = frequency("error_storm", "*.error", count=4, window=60, keep_firing_for=80)',
+        'one_page = frequency("error_storm", "*.error", count=5, window=60, keep_firing_for=85)',
     ],
     "7.2": [
         "def plan_maintenance(router):\n"
@@ -93,6 +131,16 @@ WRONG: dict[str, list[str]] = {
         "def plan_maintenance(router):\n"
         '    router.silence(rule="error_storm", start="2021-08-29T00:00:00Z",'
         ' end="2021-08-30T00:00:00Z")',
+        # maintenance that "runs late", a silence without its comment, every alert muted
+        "def plan_maintenance(router):\n"
+        '    router.silence(rule="error_storm", start="2021-08-29T15:00:00Z",'
+        ' end="2021-08-29T15:45:00Z", comment="bank maintenance")',
+        "def plan_maintenance(router):\n"
+        '    router.silence(rule="error_storm", start="2021-08-29T15:00:00Z",'
+        ' end="2021-08-29T15:30:00Z")',
+        "def plan_maintenance(router):\n"
+        '    router.silence(rule="*", start="2021-08-29T15:00:00Z",'
+        ' end="2021-08-29T15:30:00Z", comment="bank maintenance")',
     ],
     "7.3": [
         'expected = ["2m firing", "5m resolved"]',
@@ -108,7 +156,15 @@ WRONG: dict[str, list[str]] = {
         'failed_first_hour = day.summary["payments_failed"]',
         'ev = day.events\nfailed_first_hour = int((ev["topic"] == "payments.failed").sum())',
     ],
-    "8.3": ["deaf = dict(threshold=5, window=60)", "deaf = dict(threshold=6, window=600)"],
+    "8.3": [
+        "deaf = dict(threshold=5, window=60)",
+        "deaf = dict(threshold=6, window=600)",
+        # the storm still fires during the outage, only after another rule
+        "deaf = dict(threshold=25, window=60)",
+        # no outage at all, or one after the short day ends: nothing to miss
+        "deaf = dict(outage_hours=0)",
+        "deaf = dict(outage_start_h=9)",
+    ],
     "9.1": [
         "def watch_failures(bus):\n    failures['n'] = 2818",
         "def watch_failures(bus):\n"
@@ -134,7 +190,7 @@ WRONG: dict[str, list[str]] = {
         'ordered = hms_bus.use(cluster.url + "?single=hms.all",'
         ' clock=VirtualClock("2021-08-29T12:00:00Z"))\nordered.publish("payments.sent", {})',
     ],
-    "12.1": ["quiet = 2", "quiet = 8"],
+    "12.1": ["quiet = 2", "quiet = 8", "quiet = 100"],
     "12.2": [
         'slow_night = Scenario.load("bank_outage").override({"slowdown.start_h": 3,'
         ' "slowdown.hours": 1})',
