@@ -22,10 +22,10 @@ import pytest
 pytest.importorskip("nats")
 
 import nats  # noqa: E402
+from nats_fixtures import server, url  # noqa: E402, F401 (pytest fixtures)
 
 from hms_bus import Bus, VirtualClock  # noqa: E402
 from hms_bus.backends import nats_backend  # noqa: E402
-from hms_bus.server import NatsServer  # noqa: E402
 
 _n = itertools.count()
 
@@ -47,18 +47,6 @@ PAYLOADS: list[tuple[str, bytes]] = [
     ("good", json.dumps(GOOD).encode()),
 ]
 """(subject's last token, payload) that a foreign client publishes, in this order."""
-
-
-@pytest.fixture(scope="module")
-def server():
-    with NatsServer() as s:
-        yield s
-
-
-@pytest.fixture
-def url(server) -> str:
-    n = next(_n)
-    return f"{server.url}?stream=F{n}&prefix=f{n}"
 
 
 def publish_foreign(url: str, payloads, headers=None, pause: float = 0.0) -> None:
