@@ -192,6 +192,11 @@ def sweep(
         it and leaves it open.
 
     Keyword arguments are fixed overrides applied to every run.
+
+    Each seed and each scenario is given once (a repeat is refused); a
+    baseline that is also one of the swept scenarios is simulated once. A
+    grid over a field of an incident that happens in none of the scenarios
+    (``flood.start_h`` while ``flood.hours`` is 0) is refused.
     """
     grid = dict({"monitor.threshold": [3, 5, 8]} if grid is None else grid)
     listed = [scenario] if isinstance(scenario, (str, Scenario, Path)) else list(scenario)
