@@ -341,8 +341,9 @@ def test_limit_zero_replays_nothing(bus):
     still_works(bus)
 
 
-def test_an_unprintable_subscriber_error_is_reported_and_delivery_goes_on(bus, caplog):
-    """Was: publish() raised from the error report and later subscribers missed the event."""
+def test_an_unprintable_subscriber_error_is_logged_during_publish(bus, caplog):
+    """Was: publish() raised from the error report. (The report and the later
+    subscribers are checked on every backend in tests/contract.)"""
 
     class Unprintable(Exception):
         def __str__(self) -> str:
@@ -351,17 +352,9 @@ def test_an_unprintable_subscriber_error_is_reported_and_delivery_goes_on(bus, c
     def broken(ev):
         raise Unprintable
 
-    errors: list = []
-    after: list = []
-    bus.subscribe("bus.subscriber_error", errors.append)
     bus.subscribe("a.b", broken)
-    bus.subscribe("a.b", after.append)
-    ev = bus.publish("a.b")
-    assert after == [ev]
-    assert (
-        errors[0]["data"]["error"] == "Unprintable: <str() of this exception raised RuntimeError>"
-    )
-    assert "Unprintable" in caplog.text
+    bus.publish("a.b")  # the memory bus delivers before publish returns
+    assert "Unprintable: <str() of this exception raised RuntimeError>" in caplog.text
     still_works(bus)
 
 

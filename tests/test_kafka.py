@@ -535,3 +535,23 @@ def test_foreign_records_are_all_delivered_counted_and_logged(cluster, make_bus,
     status = bus.status()
     assert (status["foreign"], status["as_text"], status["duplicates_dropped"]) == (4, 1, 0)
     assert len([r for r in caplog.records if "is not an hms event" in r.getMessage()]) == 4
+
+
+def test_live_delivery_and_replay_agree_on_another_producers_dotted_topic(cluster, make_bus):
+    bus = make_bus(cluster.url)
+    live: list = []
+    bus.subscribe("payments.*", live.append)
+    bus.publish("payments.sent", {"own": 1})
+    producer = Producer({"bootstrap.servers": cluster.bootstrap})
+    producer.produce("hms.payments.sent", json.dumps({"amount": 5}).encode())
+    assert producer.flush(5) == 0
+    bus.flush(10)
+    late: list = []
+    bus.subscribe("payments.*", late.append, deliver="all")
+    bus.flush(10)
+
+    def seen(events):
+        return sorted((e.topic, e.src, str(e.data)) for e in events)
+
+    assert len(live) == 2
+    assert seen(bus.replay("payments.*")) == seen(live) == seen(late) == seen(bus.replay(">"))

@@ -240,3 +240,12 @@ def test_only_the_kits_own_key_marks_a_re_send():
         record = decode(_Msg(value, own_key, offset=9), "hms")
         assert (record.event, record.foreign, record.stream) == (ev, False, None)
         assert record.key == b"hms.payments/0/9", own_key
+
+
+def test_another_producers_dotted_topic_is_read_for_its_first_token():
+    """Kafka topic hms.payments.sent (made by another application) holds bus topic
+    payments.sent for the live feed, so replay("payments.*") must read it too."""
+    routes = TopicMap("hms", None, 1)
+    names = {"hms.payments", "hms.payments.sent", "hms.paymentsX", "hms.bank"}
+    assert routes.candidates("payments.*", names) == ["hms.payments", "hms.payments.sent"]
+    assert routes.candidates("bank", names) == ["hms.bank"]

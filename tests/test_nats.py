@@ -22,11 +22,12 @@ import pytest
 pytest.importorskip("nats")
 
 import nats  # noqa: E402
+from nats_fixtures import server, url  # noqa: E402, F401 (pytest fixtures)
 
 import hms_bus  # noqa: E402
 from hms_bus import Bus, HmsBusError, VirtualClock  # noqa: E402
 from hms_bus.backends import nats_backend  # noqa: E402
-from hms_bus.server import NatsServer, find_nats_server  # noqa: E402
+from hms_bus.server import find_nats_server  # noqa: E402
 
 try:
     find_nats_server()
@@ -35,19 +36,6 @@ except HmsBusError as exc:  # pragma: no cover - the dev extra installs it
 
 ROOT = Path(__file__).resolve().parents[1]
 _n = itertools.count()
-
-
-@pytest.fixture(scope="module")
-def server():
-    with NatsServer() as s:
-        yield s
-
-
-@pytest.fixture
-def url(server) -> str:
-    """A URL with a stream and prefix of this test's own."""
-    n = next(_n)
-    return f"{server.url}?stream=T{n}&prefix=t{n}"
 
 
 def foreign(url: str, coro_fn):

@@ -17,26 +17,14 @@ import pytest
 pytest.importorskip("nats")
 
 import nats  # noqa: E402
+from nats_fixtures import server, url  # noqa: E402, F401 (pytest fixtures)
 
 from hms_bus import Bus  # noqa: E402
 from hms_bus.backends import nats_backend  # noqa: E402
-from hms_bus.server import NatsServer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "hms_bus"]
 _n = itertools.count()
-
-
-@pytest.fixture(scope="module")
-def server():
-    with NatsServer() as s:
-        yield s
-
-
-@pytest.fixture
-def url(server) -> str:
-    n = next(_n)
-    return f"{server.url}?stream=K{n}&prefix=k{n}"
 
 
 def run(*args: str, url: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:

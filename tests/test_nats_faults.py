@@ -168,3 +168,21 @@ def test_sigterm_on_a_publishing_program_stores_its_unflushed_events():
         assert acked_then < total  # the signal came while events were still queued
         with Bus(nats_backend(url, readonly=True)) as reader:
             assert reader.backend.stream_info().state.messages == total
+
+
+def test_closing_while_the_server_is_away_names_the_events_it_gives_up(caplog):
+    """close() cannot keep buffering: it logs how many events were not stored and the
+    first one's id, rather than promising to send them later."""
+    server = NatsServer().start()
+    bus = Bus(nats_backend(server.url + "?outage_timeout=1"))
+    try:
+        bus.publish("a.b", 1)
+        bus.flush(10)
+        server.stop()
+        lost = bus.publish("a.b", 2)
+        with caplog.at_level("ERROR", logger="hms_bus.nats"), pytest.raises(HmsBusError):
+            bus.close()
+    finally:
+        server.stop()
+    (line,) = [r.getMessage() for r in caplog.records if "were not stored" in r.getMessage()]
+    assert line.startswith("1 events were not stored") and lost.id in line

@@ -22,10 +22,10 @@ import pytest
 pytest.importorskip("nats")
 
 import nats  # noqa: E402
+from nats_fixtures import server, url  # noqa: E402, F401 (pytest fixtures)
 
 from hms_bus import Bus, VirtualClock  # noqa: E402
 from hms_bus.backends import nats_backend  # noqa: E402
-from hms_bus.server import NatsServer  # noqa: E402
 
 _n = itertools.count()
 
@@ -47,18 +47,6 @@ PAYLOADS: list[tuple[str, bytes]] = [
     ("good", json.dumps(GOOD).encode()),
 ]
 """(subject's last token, payload) that a foreign client publishes, in this order."""
-
-
-@pytest.fixture(scope="module")
-def server():
-    with NatsServer() as s:
-        yield s
-
-
-@pytest.fixture
-def url(server) -> str:
-    n = next(_n)
-    return f"{server.url}?stream=F{n}&prefix=f{n}"
 
 
 def publish_foreign(url: str, payloads, headers=None, pause: float = 0.0) -> None:
@@ -202,3 +190,28 @@ def test_a_subject_that_is_not_a_valid_topic_is_skipped_and_counted(url, caplog)
     assert [e.topic for e in got] == [e.topic for e in kept] == ["ext.fine", "ext.own"]
     assert status["skipped"] == 1 and status["foreign"] == 1
     assert "is not a valid topic" in caplog.text
+
+
+def test_an_empty_message_with_a_status_header_is_data_not_flow_control(url):
+    """A stored message always comes with a $JS.ACK reply; one whose body is empty and
+    whose headers say "Status" (as the server's heartbeats do) is a foreign event. It
+    used to be taken for a heartbeat, which stalled live delivery and every replay."""
+    live: list = []
+    with Bus(nats_backend(url)) as bus:
+        bus.subscribe("ext.>", live.append)
+        bus.flush(5)
+        publish_foreign(url, [("status", b"")], headers={"Status": "200", "Description": "x"})
+        publish_foreign(url, [("after", b'{"n": 1}')])
+        bus.publish("ext.own")
+        bus.flush(10)
+        started = time.monotonic()
+        kept = bus.replay("ext.>")
+        assert time.monotonic() - started < 5
+        counts = bus.status()
+    assert [(e.topic, e.data) for e in live] == [
+        ("ext.status", ""),
+        ("ext.after", {"n": 1}),
+        ("ext.own", None),
+    ]
+    assert [e.topic for e in kept] == ["ext.status", "ext.after", "ext.own"]
+    assert counts["foreign"] == 2 and counts["feed_resets"] == 0

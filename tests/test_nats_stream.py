@@ -19,18 +19,13 @@ pytest.importorskip("nats")
 
 import nats  # noqa: E402
 from nats.js.api import RetentionPolicy, StreamConfig  # noqa: E402
+from nats_fixtures import server  # noqa: E402, F401 (pytest fixtures)
 
 from hms_bus import Bus, HmsBusError  # noqa: E402
 from hms_bus.backends import nats_backend  # noqa: E402
-from hms_bus.server import NatsServer, find_nats_server, free_port  # noqa: E402
+from hms_bus.server import find_nats_server, free_port  # noqa: E402
 
 _n = itertools.count()
-
-
-@pytest.fixture(scope="module")
-def server():
-    with NatsServer() as s:
-        yield s
 
 
 @pytest.fixture

@@ -143,15 +143,13 @@ class Monitor:
     # -- feeding the engine -------------------------------------------------------
 
     def _observer(self, fns: list) -> Any:
-        engine, lock, emit = self.engine, self._lock, self._emit
-        ingest = engine.ingest
+        lock, emit = self._lock, self._emit
+        ingest, take = self.engine.ingest, self.engine.take
 
         def observe(event: Any) -> None:
             with lock:
                 ingest(event.time, event, fns)
-                out = engine._out
-                if out:
-                    engine._out = []
+                out = take()
             if out:
                 emit(out)
 

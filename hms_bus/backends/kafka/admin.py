@@ -136,9 +136,21 @@ class Cluster:
             f"allow the backend to (admin rights, or auto.create.topics.enable=true)"
         )
 
+    def _metadata(self) -> Any:
+        """The cluster's metadata, or an :class:`HmsBusError` naming the URL and what to do."""
+        try:
+            return self.admin.list_topics(timeout=REQUEST_TIMEOUT_S)
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            reason = err.str() if hasattr(err, "str") else str(exc)
+            raise HmsBusError(
+                f"Kafka at {shown(self.url)} gave no topic list within {REQUEST_TIMEOUT_S:g} s "
+                f"({reason}); check that the brokers are up and reachable, then try again"
+            ) from None
+
     def partitions(self, names: list[str]) -> list[TP]:
         """Every partition of the topics ``names`` that exist, from fresh metadata."""
-        metadata = self.admin.list_topics(timeout=REQUEST_TIMEOUT_S)
+        metadata = self._metadata()
         return [
             (name, p)
             for name in names
@@ -148,7 +160,7 @@ class Cluster:
 
     def topic_names(self) -> set[str]:
         """The names of every topic in the cluster (no side effect: nothing is created)."""
-        return set(self.admin.list_topics(timeout=REQUEST_TIMEOUT_S).topics)
+        return set(self._metadata().topics)
 
     # -- offsets --------------------------------------------------------------
 

@@ -110,4 +110,11 @@ class TopicMap:
         if first in ("*", ">"):
             return sorted(n for n in names if self.owns(n))
         wanted = kafka_topic(self.prefix, first)
-        return [wanted] if wanted in names else []
+        # Another producer's topic such as hms.payments.sent holds bus topic
+        # payments.sent (see bus_topic), which the live feed delivers; so must replay.
+        return sorted(
+            n
+            for n in names
+            if n == wanted
+            or (self.owns(n) and bus_topic(self.prefix, n).partition(".")[0] == first)
+        )

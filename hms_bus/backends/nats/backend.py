@@ -244,6 +244,15 @@ class NatsBackend(Backend):
         self._closed = True
         _open.discard(self)
         feed, sender = self._feed, self._sender
+        left = [*sender.inflight.values(), *sender.outbox] if sender.pending else []
+        if left:  # closing gives them up: say so, and which
+            log.error(
+                "%d events were not stored on NATS at %s: the bus closed before the server "
+                "acknowledged them (first: %s); publish them again on a bus that is connected",
+                len(left),
+                self.url,
+                left[0].event.id,
+            )
 
         async def shutdown() -> None:
             await sender.stop()

@@ -195,14 +195,17 @@ class Feed:
 
     async def _receive(self, msg: Any) -> None:
         self._heard = asyncio.get_running_loop().time()
-        if not msg.data and msg.headers and msg.headers.get("Status"):
-            stalled = msg.headers.get("Nats-Consumer-Stalled")
-            if msg.reply or stalled:  # flow control: answer or the server stops sending
-                await self.nc.publish(msg.reply or stalled, b"")
+        reply = msg.reply
+        if not reply or not reply.startswith("$JS.ACK."):
+            # Not a stored message: the server's flow control or idle heartbeat. (A
+            # stored message always has a $JS.ACK reply, whatever headers a foreign
+            # client gave it: one with an empty body and a "Status" header is data.)
+            if msg.headers and msg.headers.get("Status"):
+                stalled = msg.headers.get("Nats-Consumer-Stalled")
+                if reply or stalled:  # flow control: answer or the server stops sending
+                    await self.nc.publish(reply or stalled, b"")
             return
-        if not msg.reply:
-            return
-        sseq, cseq, ts, pending = parse_reply(msg.reply)
+        sseq, cseq, ts, pending = parse_reply(reply)
         if cseq != self._expected:
             asyncio.ensure_future(
                 self.reset(f"consumer sequence {cseq}, expected {self._expected}")

@@ -246,7 +246,8 @@ class Sender:
             if deadline is None and down is not None and now - down > outage:
                 raise HmsBusError(
                     f"NATS at {conn.label} has been unreachable for {now - down:.0f} s; "
-                    f"{self.pending} events are buffered and will be sent when it is back. "
+                    f"{self.pending} events are buffered and will be sent when it is back, "
+                    f"as long as this bus stays open. "
                     f"{HOW_TO_START}"
                 )
             if self.counts["acked"] != last:
