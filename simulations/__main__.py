@@ -13,7 +13,11 @@ dollars for every setting and writes the tables and ``sweep.png``.
 Parameters are changed with ``--set NAME=VALUE`` (repeatable).
 
 Every mistake is reported on one line, before any work starts when it can
-be known then; outputs are written all at once or not at all.
+be known then; outputs are written all at once or not at all. ``--out`` may
+be a new folder or one that holds other files: the report replaces only the
+files an earlier run wrote there and nobody changed since (listed in its
+``.simulations-report.json``); any other file of a report's name is refused
+unless ``--force``.
 """
 
 from __future__ import annotations
@@ -28,8 +32,8 @@ from . import ida
 from .output import check_out
 from .results import OUTPUT_FILES
 from .runner import check_hours, check_seed, incidents_outside, run
-from .scenario import DEFAULT_SCENARIO, Scenario, broken_scenarios, scenarios
-from .sweep import SWEEP_FILES, parse_seeds, parse_setting, sweep
+from .scenario import DEFAULT_SCENARIO, Scenario, broken_scenarios, idle, scenarios
+from .sweep import SWEEP_FILES, _hours_of, idle_everywhere, parse_seeds, parse_setting, sweep
 
 
 class CliError(Exception):
@@ -54,6 +58,11 @@ def _parser() -> argparse.ArgumentParser:
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--hours", type=float, default=ida.SIM_HOURS, help="simulated hours")
         p.add_argument("--out", default="out", help="where to write the report (default out/)")
+        p.add_argument(
+            "--force", action="store_true",
+            help="replace files in --out that an earlier run did not write (or that were "
+            "edited since); without it they are refused, before simulating",
+        )  # fmt: skip
         p.add_argument(
             "--no-progress", action="store_true", help="never show a progress bar on stderr"
         )
@@ -161,13 +170,17 @@ def _run(args: argparse.Namespace) -> int:
         raise CliError(f"--events must be 0 or more, got {args.events}")
     sc = Scenario.load(args.scenario).override(overrides)
     seed, hours = check_seed(args.seed), check_hours(args.hours)
+    for name in overrides:
+        text = idle(sc, name)
+        if text and _hours_of(name) not in overrides:
+            raise CliError(text)
     _refuse_outside(sc, hours)
-    out = None if args.no_save else check_out(args.out, OUTPUT_FILES)
+    out = None if args.no_save else check_out(args.out, OUTPUT_FILES, force=args.force)
     wall = time.perf_counter()
     result = run(sc, seed=seed, hours=hours, progress=False if args.no_progress else None)
     print(result.report(events=args.events), flush=True)
     if out is not None:
-        paths = result.save(out)
+        paths = result.save(out, force=args.force)
         names = ", ".join(p.name for p in paths.values())
         print(f"\nReport written to {_shown(args.out)} ({names})")
     wall = time.perf_counter() - wall
@@ -192,12 +205,18 @@ def _sweep(args: argparse.Namespace) -> int:
     else:
         grid, fixed = grid or {"monitor.threshold": [3, 5, 8]}, {}
     extra = [Scenario.load(args.baseline)] if args.baseline else []
+    given = {**fixed, **grid}
+    for name in given:
+        if _hours_of(name) not in given:
+            text = idle_everywhere([sc.override(fixed) for sc in [*loaded, *extra]], name, grid)
+            if text:
+                raise CliError(text)
     for sc in [*loaded, *extra]:
         for name, values in grid.items():
             for value in values:
                 _refuse_outside(sc.override(fixed).override({name: value}), hours)
         _refuse_outside(sc.override(fixed), hours)
-    out = None if args.no_save else check_out(args.out, SWEEP_FILES)
+    out = None if args.no_save else check_out(args.out, SWEEP_FILES, force=args.force)
     result = sweep(
         loaded,
         grid,
@@ -210,7 +229,7 @@ def _sweep(args: argparse.Namespace) -> int:
     )
     print(result.report(), flush=True)
     if out is not None:
-        paths = result.save(out)
+        paths = result.save(out, force=args.force)
         names = ", ".join(p.name for p in paths.values())
         print(f"\nSweep written to {_shown(args.out)} ({names})")
     return 0

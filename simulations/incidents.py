@@ -34,6 +34,9 @@ class Incident:
     start_h: float
     hours: float
     extra: dict[str, float] = field(default_factory=dict)
+    nth: int = field(default=0, compare=False)
+    """Which one of its kind among those that happen (0: the same as ``n``);
+    with ``outage.hours=0`` the second outage is the day's only one."""
 
     @property
     def start_s(self) -> float:
@@ -56,7 +59,8 @@ class Incident:
     def title(self) -> str:
         """For people: ``bank outage``, ``bank outage #2``."""
         title = KINDS[self.kind].title
-        return title if self.n == 1 else f"{title} #{self.n}"
+        nth = self.nth or self.n
+        return title if nth == 1 else f"{title} #{nth}"
 
     def text(self) -> str:
         """``bank outage 14h-15.5h``"""
@@ -80,12 +84,14 @@ def from_values(values: Mapping[str, Any]) -> list[Incident]:
             kind, n, fld = slot
             slots.setdefault((kind, n), {})[fld] = value
     found = []
-    for (kind, n), given in slots.items():
+    count: dict[str, int] = {}
+    for (kind, n), given in sorted(slots.items()):
         spec = fields_of(kind)
         full = {k: given.get(k, p.default) for k, p in spec.items()}
         if full["hours"] > 0:
             extra = {k: v for k, v in full.items() if k not in ("start_h", "hours")}
-            found.append(Incident(kind, n, full["start_h"], full["hours"], extra))
+            count[kind] = nth = count.get(kind, 0) + 1
+            found.append(Incident(kind, n, full["start_h"], full["hours"], extra, nth))
     return sorted(found, key=lambda i: (i.start_h, i.kind, i.n))
 
 
@@ -102,6 +108,11 @@ def from_list(items: object, where: str) -> dict[str, Any]:
         if not isinstance(item, Mapping):
             raise ValueError(f"{where}: incident {i} must be an object with a kind, got {item!r}")
         kind = item.get("kind")
+        if not isinstance(kind, str):
+            raise ValueError(
+                f"{where}: incident {i} has kind {kind!r} ({_json_type(kind)}); write it as "
+                f'text, one of {", ".join(KINDS)}, e.g. "kind": "outage"'
+            )
         if kind not in KINDS:
             raise ValueError(
                 f"{where}: incident {i} has kind {kind!r}; use one of {', '.join(KINDS)}"
@@ -119,11 +130,38 @@ def from_list(items: object, where: str) -> dict[str, Any]:
                 f"{where}: incident {i} ({kind}) needs {' and '.join(missing)}, "
                 f'e.g. {{"kind": "{kind}", "start_h": 14, "hours": 1}}'
             )
+        if _is_zero(spec["hours"], item["hours"]):
+            raise ValueError(
+                f"{where}: incident {i} ({kind}) lasts 0 h, so it would not happen; "
+                f"give it hours above 0 or remove it from the list"
+            )
         count[kind] = n = count.get(kind, 0) + 1
         for key, value in item.items():
             if key != "kind":
                 out[slot_name(kind, n, key)] = value
     return out
+
+
+def _is_zero(spec: Any, value: object) -> bool:
+    try:
+        return spec.check("hours", value) == 0
+    except ValueError:
+        return False  # refused with its own message once the values are checked
+
+
+def _json_type(value: object) -> str:
+    """What JSON calls the type of ``value`` (a list, an object, null...)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, Mapping):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    return type(value).__name__
 
 
 def outside(incidents: Iterable[Incident], hours: float) -> list[Incident]:

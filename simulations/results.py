@@ -205,10 +205,13 @@ class Result:
         plots.draw_day(fig, plots.DayView.of(self))
         return fig
 
-    def save(self, out: str | Path) -> dict[str, Path]:
+    def save(self, out: str | Path, *, force: bool = False) -> dict[str, Path]:
         """Write :data:`OUTPUT_FILES` under ``out`` (created if missing), all
-        or nothing; return the paths by short name (``events``, ``plot``...)."""
-        out = check_out(out, OUTPUT_FILES)
+        or nothing; return the paths by short name (``events``, ``plot``...).
+
+        Files an earlier ``save`` wrote there are replaced; any other file of
+        that name (yours, or a report edited since) is refused unless ``force``."""
+        out = check_out(out, OUTPUT_FILES, force=force)
         from matplotlib.figure import Figure
 
         from . import plots
@@ -233,7 +236,7 @@ class Result:
             out,
             {
                 "events.csv": lambda p: write_events_csv(self.events, p),
-                "alerts.csv": lambda p: _json_cells(self.alerts).to_csv(p, index=False),
+                "alerts.csv": lambda p: write_alerts_csv(self.alerts, p),
                 "incidents.csv": lambda p: self.incidents.to_csv(p, index=False),
                 "dashboard.csv": lambda p: self.dashboard.to_csv(p, index=False),
                 "summary.json": lambda p: p.write_text(json.dumps(meta, indent=2) + "\n"),
@@ -308,6 +311,22 @@ def write_events_csv(events: pd.DataFrame, path: Path) -> None:
     out = events.copy()
     out["hour"] = out["hour"].round(7)
     out["data"] = [json.dumps(d, separators=(",", ":")) for d in out["data"]]
+    out.to_csv(path, index=False)
+
+
+def write_alerts_csv(alerts: pd.DataFrame, path: Path) -> None:
+    """alerts.csv in events.csv's formats: instants as ISO text to the
+    millisecond (``2021-08-29T01:02:30.848Z``, as ``ts`` and the report
+    print them), ``hour`` to 7 decimals, other numbers to 6, lists and
+    dicts as compact JSON."""
+    out = _json_cells(alerts)
+    for col in out.columns:
+        kind = out[col].dtype
+        if isinstance(kind, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_any_dtype(kind):
+            secs = epoch_seconds(out[col]) if len(out) else np.zeros(0)
+            out[col] = [None if s != s else format_ts(s) for s in secs]
+        elif pd.api.types.is_float_dtype(kind):
+            out[col] = out[col].round(7 if col == "hour" else 6)
     out.to_csv(path, index=False)
 
 

@@ -23,8 +23,8 @@ from hms_bus import Bus, Event, VirtualClock
 
 from . import ida
 from .incidents import Incident
-from .params import MAX_H
-from .scenario import DEFAULT_SCENARIO, Scenario
+from .params import MAX_H, parse_slot, slot_name
+from .scenario import DEFAULT_SCENARIO, Scenario, idle
 from .watchers import AuditLedger, Dashboard, Pager, monitor_rules
 
 __all__ = [
@@ -49,7 +49,8 @@ BAR = "{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:g} simulated h [{elapsed
 
 
 class IncidentWarning(UserWarning):
-    """A scheduled incident falls outside the simulated hours."""
+    """A scheduled incident falls outside the simulated hours, or a changed
+    incident setting has no effect because that incident lasts 0 h."""
 
 
 @dataclass
@@ -171,7 +172,9 @@ def run(
         The bus is closed when ``run`` returns: do not keep it.
 
     An incident that starts after the run ends is left out of the scoring,
-    with an :class:`IncidentWarning`.
+    with an :class:`IncidentWarning`; so is an override of an incident field
+    whose incident does not happen (``flood.start_h`` with ``flood.hours`` 0).
+    The command line refuses both.
     """
     from .results import Result
 
@@ -179,7 +182,7 @@ def run(
     seed = check_seed(seed)
     hours = check_hours(hours)
     listeners = check_listeners(listeners)
-    for text in incidents_outside(sc, hours):
+    for text in incidents_outside(sc, hours) + idle_changes(sc):
         warnings.warn(text, IncidentWarning, stacklevel=2)
     with no_gc():
         with progress_bar(hours, progress, desc=sc.name, bar_format=BAR) as bar:
@@ -206,6 +209,18 @@ def incidents_outside(scenario: Scenario, hours: float) -> list[str]:
         for inc in scenario.incidents
         if inc.start_h >= hours
     ]
+
+
+def idle_changes(scenario: Scenario) -> list[str]:
+    """A sentence for each changed incident field whose incident does not happen
+    (``flood.start_h`` changed while ``flood.hours`` stays 0)."""
+    out = []
+    for name in scenario.changed:
+        slot = parse_slot(name)
+        text = idle(scenario, name)
+        if text and slot_name(slot[0], slot[1], "hours") not in scenario.changed:
+            out.append(text)
+    return out
 
 
 def check_seed(seed: object) -> int:

@@ -22,7 +22,7 @@ from typing import Any
 from .incidents import Incident, from_list, from_values
 from .params import KINDS, PARAMS, fields_of, lookup, parse_slot, slot_name
 
-__all__ = ["Scenario", "scenarios", "broken_scenarios", "DEFAULT_SCENARIO", "SCENARIO_DIR"]
+__all__ = ["Scenario", "scenarios", "broken_scenarios", "idle", "DEFAULT_SCENARIO", "SCENARIO_DIR"]
 
 SCENARIO_DIR = Path(__file__).resolve().parent
 """Where the stored scenarios live."""
@@ -36,8 +36,8 @@ def _scan() -> tuple[dict[str, str], dict[str, str]]:
     for path in sorted(SCENARIO_DIR.glob("*.json")):
         try:
             good[path.stem] = Scenario.from_file(path).description
-        except ValueError as exc:
-            broken[path.stem] = str(exc)
+        except (ValueError, TypeError) as exc:  # one bad file never hides the others
+            broken[path.stem] = " ".join(str(exc).split())
     return good, broken
 
 
@@ -122,7 +122,13 @@ class Scenario(Mapping):
         """The scenario stored in the JSON file at ``path``; its name is the file's stem."""
         path = Path(path).expanduser()
         try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
+            raw = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_once)
+        except _Twice as exc:
+            key, first, then = exc.args
+            raise ValueError(
+                f"scenario file {path.name} gives {key!r} twice in one object "
+                f"({_shown(first)}, then {_shown(then)}); keep one"
+            ) from None
         except FileNotFoundError:
             raise ValueError(f"no scenario file {str(path)!r}") from None
         except IsADirectoryError:
@@ -140,16 +146,34 @@ class Scenario(Mapping):
             )
         description = raw.pop("description", "")
         if not isinstance(description, str):
-            raise ValueError(f"scenario file {path.name}: description must be text")
+            raise ValueError(
+                f"scenario file {path.name}: description must be text such as "
+                f'"description": "a quiet night", got {_shown(description)}'
+            )
+        if "incidents" in raw and raw["incidents"] is None:
+            raise ValueError(
+                f"scenario file {path.name}: 'incidents' must be a list such as "
+                f'[{{"kind": "outage", "start_h": 14, "hours": 1.5}}], got null; write [] for none'
+            )
         incidents = raw.pop("incidents", None)
         try:
             params = dict(_flatten(raw))
+            sc = cls(path.stem, params, description, incidents)
+            for name in sc._values:
+                # A field of an incident given without its hours, which default to 0.
+                slot = parse_slot(name)
+                if slot and slot[2] != "hours" and _given(params, name) and not _given(
+                    params, slot_name(slot[0], slot[1], "hours")
+                ):
+                    text = idle(sc, name)
+                    if text:
+                        raise ValueError(text)
+            return sc
         except RecursionError:
             raise ValueError(f"scenario file {path.name} is nested too deeply") from None
-        try:
-            return cls(path.stem, params, description, incidents)
-        except ValueError as exc:
-            raise ValueError(f"scenario file {path.name}: {exc}") from None
+        except (ValueError, TypeError) as exc:
+            text = str(exc).removeprefix(f"scenario {path.stem!r}: ")
+            raise ValueError(f"scenario file {path.name}: {text}") from None
 
     def override(self, changes: Mapping[str, Any] | None = None, **kw: Any) -> Scenario:
         """A copy with some parameters changed; ``monitor__threshold=3`` is
@@ -232,8 +256,72 @@ def _flatten(tree: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, A
         name = f"{prefix}{key}"
         if isinstance(value, Mapping):
             yield from _flatten(value, name + ".")
+        elif _is_group(name):
+            example = next(k for k in [*PARAMS, *_slot_names()] if k.startswith(name + "."))
+            raise ValueError(
+                f"{name!r} holds parameters: write an object such as "
+                f'"{name}": {{"{example[len(name) + 1:]}": ...}}, got {_shown(value)}'
+            )
         else:
             yield name, value
+
+
+def _slot_names() -> list[str]:
+    return [slot_name(k, 1, f) for k in KINDS for f in fields_of(k)]
+
+
+def _is_group(name: str) -> bool:
+    """Whether ``name`` is a prefix of parameter names (``monitor``, ``outage``)."""
+    return any(k.startswith(name + ".") for k in [*PARAMS, *_slot_names()])
+
+
+def _given(params: Mapping[str, Any], name: str) -> bool:
+    """Whether file parameters ``params`` set ``name`` (``outage.1.hours`` sets it too)."""
+    for key in params:
+        try:
+            if lookup(key)[0] == name:
+                return True
+        except (ValueError, TypeError):
+            pass
+    return False
+
+
+def idle(sc: Scenario, name: str) -> str | None:
+    """A sentence when ``name`` is a field of an incident that does not happen in
+    ``sc`` (its hours are 0), so setting it changes nothing; else None."""
+    slot = parse_slot(name)
+    if slot is None or slot[2] == "hours":
+        return None
+    kind, n, _ = slot
+    hours = slot_name(kind, n, "hours")
+    if sc[hours] > 0:
+        return None
+    return (
+        f"{name}={_num(sc[name])} is set but {hours} is 0: the {KINDS[kind].title} would not "
+        f"happen; also set {hours}, e.g. {hours}=1"
+    )
+
+
+class _Twice(ValueError):
+    """A JSON object with a key given twice."""
+
+
+def _once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object's keys and values, refusing a key given twice."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _Twice(key, out[key], value)
+        out[key] = value
+    return out
+
+
+def _shown(value: Any) -> str:
+    """``value`` as JSON writes it (null, true, [1, 2])."""
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
 
 
 def _checked(params: Mapping[str, Any], where: str) -> dict[str, Any]:

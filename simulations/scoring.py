@@ -9,8 +9,10 @@ recorded events and ``python -m simulations backtest`` all score alike:
   firing spans, and :func:`score_incidents` matches them with the incidents.
 
 An alert *detects* an incident when it starts firing during it or up to
-``score.grace_s`` after it ends; an alert that starts firing outside every
-incident (plus grace) is a *false alert*.
+``score.grace_s`` after it ends, or when it is still firing as the incident
+starts (an alert for an earlier incident that overlaps or ends just before:
+the incident is detected at once, time to detect 0). An alert that does
+neither for any incident is a *false alert*.
 """
 
 from __future__ import annotations
@@ -173,12 +175,10 @@ def score_incidents(
     fired in it. Marks each span's ``true_alert``."""
     rows = []
     for span in found:
-        span["true_alert"] = any(
-            i.start_s <= span["start_s"] <= i.end_s + grace_s for i in incidents
-        )
+        span["true_alert"] = any(_during(span, i, grace_s) for i in incidents)
     for inc in incidents:
-        inside = [s for s in found if inc.start_s <= s["start_s"] <= inc.end_s + grace_s]
-        first = min(inside, key=lambda s: s["start_s"], default=None)
+        inside = [s for s in found if _during(s, inc, grace_s)]
+        first = min(inside, key=lambda s: max(s["start_s"], inc.start_s), default=None)
         rows.append(
             {
                 "incident": inc.title,
@@ -188,12 +188,22 @@ def score_incidents(
                 "detected": first is not None,
                 "time_to_detect_s": None
                 if first is None
-                else round(first["start_s"] - inc.start_s, 3),
+                else round(max(first["start_s"] - inc.start_s, 0.0), 3),
                 "detected_by": "missed" if first is None else first["rule"],
                 "alerts": len(inside),
             }
         )
     return rows
+
+
+def _during(span: dict[str, Any], inc: Incident, grace_s: float) -> bool:
+    """Whether ``span`` belongs to ``inc``: it starts firing during the incident or
+    up to ``grace_s`` after it, or it is already firing when the incident starts
+    (an alert for an earlier, overlapping or back-to-back incident)."""
+    if inc.start_s <= span["start_s"] <= inc.end_s + grace_s:
+        return True
+    end = span["end_s"]
+    return span["start_s"] < inc.start_s and (end is None or end > inc.start_s)
 
 
 def summarise(

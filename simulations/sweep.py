@@ -38,7 +38,7 @@ from hms_bus.topics import matches
 
 from . import ida
 from .output import check_out, write_all
-from .params import lookup
+from .params import lookup, parse_slot, slot_name
 from .runner import (
     IncidentWarning,
     check_hours,
@@ -47,7 +47,7 @@ from .runner import (
     no_gc,
     progress_bar,
 )
-from .scenario import Scenario
+from .scenario import Scenario, idle
 from .scoring import firing_notices, score_incidents, spans, summarise, tally_events
 from .watchers import monitor_rules
 
@@ -146,9 +146,10 @@ class Sweep:
         plots.draw_sweep(fig, self)
         return fig
 
-    def save(self, out: str | Path) -> dict[str, Path]:
-        """Write :data:`SWEEP_FILES` under ``out``, all or nothing."""
-        out = check_out(out, SWEEP_FILES)
+    def save(self, out: str | Path, *, force: bool = False) -> dict[str, Path]:
+        """Write :data:`SWEEP_FILES` under ``out``, all or nothing; a file of
+        that name the kit did not write there is refused unless ``force``."""
+        out = check_out(out, SWEEP_FILES, force=force)
         from matplotlib.figure import Figure
 
         def plot(path: Path) -> None:
@@ -191,13 +192,31 @@ def sweep(
         it and leaves it open.
 
     Keyword arguments are fixed overrides applied to every run.
+
+    Each seed and each scenario is given once (a repeat is refused); a
+    baseline that is also one of the swept scenarios is simulated once. A
+    grid over a field of an incident that happens in none of the scenarios
+    (``flood.start_h`` while ``flood.hours`` is 0) is refused.
     """
     grid = dict({"monitor.threshold": [3, 5, 8]} if grid is None else grid)
     listed = [scenario] if isinstance(scenario, (str, Scenario, Path)) else list(scenario)
     if not listed:
         raise ValueError("scenario is an empty list; give at least one, e.g. 'bank_outage'")
     bases = [Scenario.load(s).override(**kw) for s in listed]
+    names_given = [s.name for s in bases]
+    for i, name in enumerate(names_given):
+        if name in names_given[:i]:
+            raise ValueError(f"scenario {name!r} is given twice; give each scenario once")
     base_line = Scenario.load(baseline).override(**kw) if baseline is not None else None
+    swept_too = False
+    if base_line is not None and base_line.name in names_given:
+        same = bases[names_given.index(base_line.name)]
+        if dict(same) != dict(base_line):
+            raise ValueError(
+                f"the baseline {base_line.name!r} has the name of a swept scenario but other "
+                f"values; rename one of them"
+            )
+        swept_too = True  # its rows are already in the sweep: simulate it once
     checked: dict[str, list[Any]] = {}
     for name, values in grid.items():
         canonical, spec = lookup(name)
@@ -211,13 +230,20 @@ def sweep(
     seeds = [check_seed(s) for s in seeds]
     if not seeds:
         raise ValueError("seeds is empty; give at least one, e.g. range(1, 11)")
+    twice = [s for i, s in enumerate(seeds) if s in seeds[:i]]
+    if twice:
+        raise ValueError(f"seeds lists {twice[0]} twice; give each seed once")
     hours = check_hours(hours)
     names = list(checked)
     replay = [n for n in names if n.startswith(REPLAYABLE)]
     other = [n for n in names if n not in replay]
     variants = [dict(zip(replay, c, strict=True)) for c in _product(checked, replay)]
     sims = [dict(zip(other, c, strict=True)) for c in _product(checked, other)]
-    everyone = bases + ([base_line] if base_line is not None else [])
+    everyone = bases + ([base_line] if base_line is not None and not swept_too else [])
+    for name in names:
+        text = idle_everywhere(everyone, name, checked)
+        if text:
+            raise ValueError(f"{text} (in every scenario of the sweep)")
     tasks = []
     for sc in everyone:
         for sim in sims:
@@ -249,6 +275,28 @@ def sweep(
         fixed={lookup(k.replace("__", "."))[0]: v for k, v in kw.items()},
         hours=hours,
     )
+
+
+def idle_everywhere(
+    scenarios: Sequence[Scenario], name: str, grid: Mapping[str, Sequence[Any]]
+) -> str | None:
+    """A sentence when ``name`` is a field of an incident that happens in none of
+    ``scenarios`` under any setting of ``grid`` (its hours stay 0), else None."""
+    texts = []
+    for sc in scenarios:
+        hours = _hours_of(name)
+        if hours in grid and any(v > 0 for v in grid[hours]):
+            return None
+        text = idle(sc.override({name: grid[name][0]}) if name in grid else sc, name)
+        if text is None:
+            return None
+        texts.append(text)
+    return texts[0] if texts else None
+
+
+def _hours_of(name: str) -> str | None:
+    slot = parse_slot(name)
+    return slot_name(slot[0], slot[1], "hours") if slot else None
 
 
 def _product(checked: dict[str, list[Any]], names: list[str]) -> list[tuple]:
@@ -411,6 +459,7 @@ def parse_seeds(text: str) -> list[int]:
     """Read ``"1-10"``, ``"3"`` or ``"1,4,9"`` (or a mix: ``"1-3,7"``) as seeds."""
     seeds: list[int] = []
     for part in text.split(","):
+        before = len(seeds)
         part = part.strip()
         try:
             if "-" in part:
@@ -426,6 +475,9 @@ def parse_seeds(text: str) -> list[int]:
             raise ValueError(
                 f"cannot read seeds {text!r} (at {part!r}); write e.g. '1-10', '7' or '1,4,9'"
             ) from None
+        again = [s for i, s in enumerate(seeds) if i >= before and s in seeds[:i]]
+        if again:
+            raise ValueError(f"seed {again[0]} is given twice in {text!r}; give each seed once")
     return seeds
 
 

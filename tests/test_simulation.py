@@ -12,6 +12,7 @@ import pytest
 import hms_bus
 from simulations import Result, Scenario, run
 from simulations.ida import BRIDGE_PING_S, START
+from simulations.output import MARKER
 from simulations.results import EVENT_COLUMNS, OUTPUT_FILES, SUMMARY_KEYS
 
 EARLY_OUTAGE = {"outage.start_h": 1, "outage.hours": 0.5}
@@ -295,7 +296,7 @@ def test_save_writes_the_report_files(outage, tmp_path, pyplot):
     paths = outage.save(tmp_path / "out")
     assert pyplot.get_fignums() == open_before  # saving leaves no figure open
     assert sorted(p.name for p in paths.values()) == sorted(OUTPUT_FILES)
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(OUTPUT_FILES)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted([*OUTPUT_FILES, MARKER])
     back = pd.read_csv(paths["events"])
     assert tuple(back.columns) == EVENT_COLUMNS and len(back) == len(outage.events)
     assert paths["plot"].read_bytes()[:4] == b"\x89PNG"
