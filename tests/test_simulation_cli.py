@@ -164,8 +164,10 @@ def test_run_prints_the_summary_and_says_where_the_report_is(tmp_path, monkeypat
     assert "events/s" in err
 
 
-def test_run_with_no_arguments_runs_the_default_scenario(monkeypatch, capsys):
+def test_run_with_no_arguments_runs_the_default_scenario(monkeypatch, capsys, tmp_path):
     import simulations.__main__ as cli
+
+    monkeypatch.chdir(tmp_path)  # the default --out is ./out, which must not decide this test
 
     seen = {}
 
