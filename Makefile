@@ -6,9 +6,12 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 NBVAL  := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=300
-# Both cores: each notebook stays on one worker, broker tests run one at a time
-# per broker (see tests/conftest.py). `make test XDIST=` runs serially.
-XDIST  ?= -n auto
+# One pytest-xdist worker per core plus one: each notebook stays on one worker,
+# broker tests run one at a time per broker (see tests/conftest.py), and many
+# tests spend seconds waiting (on brokers, subprocesses, the chapter's 5 s sleep),
+# which the extra worker fills. On 2 cores: 2 workers 122 s, 3 workers 100 s.
+# `make test XDIST=` runs serially.
+XDIST  ?= -n $(shell echo $$(( $$(nproc 2>/dev/null || echo 2) + 1 )))
 
 .PHONY: run test test-browser lab dashboard bench notebooks golden nats lint format clean
 
