@@ -2,7 +2,7 @@
 
 Also two session-wide rules:
 
-* With pytest-xdist (``make test`` runs ``-n auto``), each notebook stays on
+* With pytest-xdist (``make test`` runs a worker per core plus one), each notebook stays on
   one worker in cell order, and tests that start brokers (NATS, Kafka) run
   one after another on one worker per broker kind (see ``_xdist_scope``).
 * Every throw-away directory the kit makes (nats-server stores) goes under a
