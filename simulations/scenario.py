@@ -162,8 +162,11 @@ class Scenario(Mapping):
             for name in sc._values:
                 # A field of an incident given without its hours, which default to 0.
                 slot = parse_slot(name)
-                if slot and slot[2] != "hours" and _given(params, name) and not _given(
-                    params, slot_name(slot[0], slot[1], "hours")
+                if (
+                    slot
+                    and slot[2] != "hours"
+                    and _given(params, name)
+                    and not _given(params, slot_name(slot[0], slot[1], "hours"))
                 ):
                     text = idle(sc, name)
                     if text:
@@ -260,7 +263,7 @@ def _flatten(tree: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, A
             example = next(k for k in [*PARAMS, *_slot_names()] if k.startswith(name + "."))
             raise ValueError(
                 f"{name!r} holds parameters: write an object such as "
-                f'"{name}": {{"{example[len(name) + 1:]}": ...}}, got {_shown(value)}'
+                f'"{name}": {{"{example[len(name) + 1 :]}": ...}}, got {_shown(value)}'
             )
         else:
             yield name, value

@@ -348,9 +348,7 @@ def _score_variants(
         if key not in cache:
             pats = [pat for pat, _ in rule.patterns()]
             wanted = {t for t in by_topic if any(matches(p, t) for p in pats)}
-            events = sorted(
-                (ev for t in wanted for ev in by_topic[t]), key=lambda ev: ev.seq
-            )
+            events = sorted((ev for t in wanted for ev in by_topic[t]), key=lambda ev: ev.seq)
             cache[key] = backtest([rule], events, start=start, until=until)
         return cache[key]
 
@@ -505,4 +503,3 @@ def _num(x: Any) -> str:
 
 def _fmt(x: float) -> str:
     return f"{x:,.1f}"
-

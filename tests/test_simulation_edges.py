@@ -242,8 +242,22 @@ def test_the_cli_refuses_an_incident_start_without_hours_before_simulating(capsy
 
 
 def test_the_cli_accepts_an_incident_field_swept_with_its_hours(capsys):
-    argv = ["sweep", "calm", "--set", "flood.start_h=0.01", "--set", "flood.hours=0,0.01",
-            "--seeds", "1", "--hours", "0.02", "--no-save", "--workers", "1", "--no-progress"]
+    argv = [
+        "sweep",
+        "calm",
+        "--set",
+        "flood.start_h=0.01",
+        "--set",
+        "flood.hours=0,0.01",
+        "--seeds",
+        "1",
+        "--hours",
+        "0.02",
+        "--no-save",
+        "--workers",
+        "1",
+        "--no-progress",
+    ]
     assert main(argv) == 0
     assert "flood.hours" in capsys.readouterr().out
 

@@ -111,8 +111,13 @@ def test_sweep_plot_and_files(grid, tmp_path):
     plt.close(fig)
     paths = grid.save(tmp_path / "sw")
     assert sorted(p.name for p in (tmp_path / "sw").iterdir()) == sorted(
-        ["sweep_runs.csv", "sweep_incidents.csv", "sweep_table.csv", "sweep.png",
-         ".simulations-report.json"]
+        [
+            "sweep_runs.csv",
+            "sweep_incidents.csv",
+            "sweep_table.csv",
+            "sweep.png",
+            ".simulations-report.json",
+        ]
     )
     assert paths["sweep"].read_bytes()[:4] == b"\x89PNG"
 
