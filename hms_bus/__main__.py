@@ -116,6 +116,8 @@ def cmd_server(args: argparse.Namespace) -> int:
 
 def cmd_kafka_mock(args: argparse.Namespace) -> int:
     try:
+        import confluent_kafka  # noqa: F401 (the mock loads it only when started)
+
         from .backends.kafka.mock import MockKafkaCluster
     except ModuleNotFoundError as exc:
         print(

@@ -41,5 +41,12 @@ def render() -> str:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:]:  # --help or anything else: say what this does, change nothing
+        print(
+            f"usage: python -m simulations.golden\n\nRewrites {PATH} with the output of "
+            f"'python -m simulations {' '.join(ARGS)}'; review it with git diff.",
+            file=sys.stderr,
+        )
+        raise SystemExit(0 if sys.argv[1:] in (["-h"], ["--help"]) else 2)
     PATH.write_text(render())
     print(f"wrote {PATH}", file=sys.stderr)

@@ -99,11 +99,25 @@ def test_wheel_declares_the_mit_licence_without_deprecation_warnings(tmp_path):
     assert "License-File: LICENSE" in metadata.splitlines()
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     assert "Programming Language :: Python :: 3.10" in metadata
+    # What README promises a pip user: the scenarios, their authoring guide, the golden file.
+    for shipped in (
+        "simulations/bank_outage.json",
+        "simulations/SCENARIOS.md",
+        "simulations/ida.out",
+    ):
+        assert shipped in names, shipped
 
 
 def test_readme_installs_only_what_exists():
     """No instruction to pip-install the kit by a name no index publishes."""
-    for path in [ROOT / "README.md", *sorted((ROOT / "hms_bus").rglob("*.py"))]:
+    texts = [
+        ROOT / "README.md",
+        *sorted(ROOT.glob("*/*.md")),
+        *sorted((ROOT / "notebooks").glob("*.ipynb")),
+        *sorted((ROOT / "hms_bus").rglob("*.py")),
+        *sorted((ROOT / "simulations").rglob("*.py")),
+    ]
+    for path in texts:
         text = path.read_text()
         assert "install 'hms-bus-kit" not in text, path
         assert 'install "hms-bus-kit' not in text, path
