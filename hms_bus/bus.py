@@ -356,6 +356,7 @@ class Bus:
     def close(self) -> None:
         """Flush and release the backend; later calls raise :class:`HmsBusError`."""
         if not self._closed:
+            self._dispatch.closing()
             try:
                 self._dispatch.flush()
             finally:

@@ -117,6 +117,9 @@ class Dispatcher:
         self._failed = bus.subscriber_failed
         self._keys: dict[Subscription, int] = {}
         self._position: Position = None  # fed: that of the last event handed out
+        self._closing = threading.Event()
+        self.history_retries = 0
+        """Times a new subscription's read of kept events failed and was tried again."""
 
     def admit(self, event: Event) -> Any:
         """Store ``event`` (under the bus lock); return what :meth:`deliver` needs, or None."""
@@ -137,17 +140,7 @@ class Dispatcher:
         events: list[Event] = []
         upto = self._position if job.upto is None else job.upto
         if job.history:
-            try:
-                events = self.backend.read(sub.pattern, job.since, None, None, upto)
-            except Exception as exc:  # the events stay stored; live delivery goes on
-                _log_error(
-                    "could not read the kept events for subscriber %s on %s: %s: %s; "
-                    "it receives live events only",
-                    sub.name,
-                    self.backend.url,
-                    type(exc).__name__,
-                    exc,
-                )
+            events = self._read_kept(job, upto)
         for i, event in enumerate(events):
             if not sub.active:
                 break
@@ -162,6 +155,46 @@ class Dispatcher:
             self._enter(job)
         except Exception as exc:  # e.g. MemoryError in the index: say so, keep delivering
             _log_error("could not add subscriber %s: %s: %s", sub.name, type(exc).__name__, exc)
+
+    def _read_kept(self, job: _Join, upto: Position) -> list[Event]:
+        """``job.sub``'s kept events up to ``upto``.
+
+        A server or broker that is away makes the read fail; the events are
+        still stored, so a fed bus tries again (waiting up to 5 s between tries)
+        until the read works, the subscription ends or the bus closes, rather
+        than hand the subscriber live events only. Live events wait meanwhile,
+        in order. A local backend's read cannot be waited for: its failure is
+        logged and the subscription gets live events.
+        """
+        sub = job.sub
+        wait = 0.25
+        while True:
+            try:
+                return self.backend.read(sub.pattern, job.since, None, None, upto)
+            except Exception as exc:
+                name = type(exc).__name__
+                if self.backend.local or self._closing.is_set() or not sub.active:
+                    _log_error(
+                        "could not read the kept events for subscriber %s on %s: %s: %s; "
+                        "it receives live events only",
+                        sub.name,
+                        self.backend.url,
+                        name,
+                        exc,
+                    )
+                    return []
+                self.history_retries += 1
+                _log_error(
+                    "could not read the kept events for subscriber %s on %s (%s: %s); "
+                    "trying again in %g s (they stay stored; live events wait in order)",
+                    sub.name,
+                    self.backend.url,
+                    name,
+                    exc,
+                    wait,
+                )
+                self._closing.wait(wait)  # close() cuts the wait short
+                wait = min(wait * 2, 5.0)
 
     def _interrupted(self, job: _Join, event: Event, rest: list[Event], exc: BaseException) -> bool:
         """``job.sub`` raised ``exc`` (not an Exception) on ``event``; True to go on."""
@@ -192,11 +225,19 @@ class Dispatcher:
         """
         raise NotImplementedError
 
+    def closing(self) -> None:
+        """The bus is about to close: a join retrying its read of kept events stops."""
+        self._closing.set()
+
     def close(self) -> None:
         """Stop delivering (the bus flushed before)."""
 
     def status(self) -> dict:
-        return {"subscriptions": len(self.index), "queued": self._queued()}
+        return {
+            "subscriptions": len(self.index),
+            "queued": self._queued(),
+            "history_retries": self.history_retries,
+        }
 
     def _queued(self) -> int:
         return 0
@@ -293,6 +334,46 @@ class LocalDispatcher(Dispatcher):
         with self.lock:  # positions of a local backend are the bus's sequence numbers
             self._queue.append(_Join(sub, since, start != NEW, upto=self.bus.published))
         self.deliver()  # at once, unless a delivery is under way (it joins after it)
+
+    def _read_kept(self, job: _Join, upto: Position) -> list[Event]:
+        """``job.sub``'s kept events up to ``upto``.
+
+        A server or broker that is away makes the read fail; the events are
+        still stored, so a fed bus tries again (waiting up to 5 s between tries)
+        until the read works, the subscription ends or the bus closes, rather
+        than hand the subscriber live events only. Live events wait meanwhile,
+        in order. A local backend's read cannot be waited for: its failure is
+        logged and the subscription gets live events.
+        """
+        sub = job.sub
+        wait = 0.25
+        while True:
+            try:
+                return self.backend.read(sub.pattern, job.since, None, None, upto)
+            except Exception as exc:
+                name = type(exc).__name__
+                if self.backend.local or self._closing.is_set() or not sub.active:
+                    _log_error(
+                        "could not read the kept events for subscriber %s on %s: %s: %s; "
+                        "it receives live events only",
+                        sub.name,
+                        self.backend.url,
+                        name,
+                        exc,
+                    )
+                    return []
+                self.history_retries += 1
+                _log_error(
+                    "could not read the kept events for subscriber %s on %s (%s: %s); "
+                    "trying again in %g s (they stay stored; live events wait in order)",
+                    sub.name,
+                    self.backend.url,
+                    name,
+                    exc,
+                    wait,
+                )
+                self._closing.wait(wait)  # close() cuts the wait short
+                wait = min(wait * 2, 5.0)
 
     def _interrupted(self, job: _Join, event: Event, rest: list[Event], exc: BaseException) -> bool:
         # As for a live event: the rest comes with the next publish or flush.
@@ -429,6 +510,7 @@ class FedDispatcher(Dispatcher):
                 return
 
     def close(self) -> None:
+        self._closing.set()  # a join retrying its read gives up
         if self._worker is not None and self._inbox is not None:
             self._inbox.put(None)
             if self._worker is not threading.current_thread():
