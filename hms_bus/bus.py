@@ -339,6 +339,11 @@ class Bus:
     def flush(self, timeout: float | None = None) -> None:
         """Wait until every event published so far is stored and delivered.
 
+        Events that subscribers publish meanwhile are waited for too; events
+        other threads publish after the call are not (NATS and Kafka still wait
+        until their client's send queue is empty, as their own flush does). On
+        a closed bus it returns at once.
+
         :param timeout: seconds to wait at most (then ``TimeoutError``); None
             waits as long as it takes.
         """
@@ -351,6 +356,8 @@ class Bus:
                 f"flush(timeout=...) takes seconds as a finite number >= 0, or None to "
                 f"wait as long as it takes; got {timeout!r}"
             )
+        if self._closed:
+            return  # close() flushed; nothing more can arrive or be delivered
         self._dispatch.flush(timeout)
 
     def close(self) -> None:

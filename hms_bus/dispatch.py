@@ -408,12 +408,16 @@ class FedDispatcher(Dispatcher):
         super().__init__(bus, backend)
         self._inbox: queue.SimpleQueue | None = None
         self._worker: threading.Thread | None = None
+        self._worker_ident = -1
+        self._from_callbacks = 0  # events published by subscribers, on the worker
         self._starting = threading.Lock()
         self._skips: dict[Subscription, tuple[int, float]] = {}
         self._skip_upto = 0
 
     def admit(self, event: Event) -> None:
         self._append(event)
+        if _get_ident() == self._worker_ident:
+            self._from_callbacks += 1  # flush() waits for these too
         return None  # it comes back through the feed
 
     def subscribe(self, sub: Subscription, start: str | float) -> None:
@@ -456,6 +460,7 @@ class FedDispatcher(Dispatcher):
 
     def _work(self) -> None:
         """The worker thread: one item at a time, in feed order."""
+        self._worker_ident = _get_ident()
         assert self._inbox is not None
         get, lock, index, failed = self._inbox.get, self.lock, self.index, self._failed
         while True:
@@ -495,7 +500,10 @@ class FedDispatcher(Dispatcher):
         deadline = None if timeout is None else time.monotonic() + timeout
         in_worker = threading.current_thread() is self._worker
         while True:
-            published = self.bus.published
+            # Events other threads publish meanwhile are not waited for (under
+            # steady publishing this would never end); those that subscribers
+            # publish while this flush delivers are: they follow from it.
+            from_callbacks = self._from_callbacks
             self.backend.flush(_left(deadline))
             if in_worker or self._worker is None or self._inbox is None:
                 return
@@ -506,7 +514,7 @@ class FedDispatcher(Dispatcher):
                     f"flush() timed out after {timeout} s: {self._inbox.qsize()} events "
                     f"are stored but not yet delivered; a subscriber may be blocked"
                 )
-            if self.bus.published == published:
+            if self._from_callbacks == from_callbacks:
                 return
 
     def close(self) -> None:

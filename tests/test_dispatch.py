@@ -118,3 +118,51 @@ def test_status_shows_subscriptions_and_queue(bus):
     bus.subscribe("a.*", print, deliver="new")
     status = bus.status()
     assert status["subscriptions"] == 1 and status["queued"] == 0
+
+
+def test_flush_returns_while_another_thread_keeps_publishing():
+    """flush() waits for what was published before it (and what subscribers publish
+    meanwhile), not for a publisher that never stops. (Was: it never returned.)"""
+    stop = threading.Event()
+    got: list = []
+    with Bus(LoopbackBackend(), clock=VirtualClock()) as bus:
+        bus.subscribe("a.>", got.append)
+
+        def publish_forever():
+            while not stop.is_set():
+                bus.publish("a.b", 1)
+                time.sleep(0.0002)
+
+        publisher = threading.Thread(target=publish_forever)
+        publisher.start()
+        try:
+            time.sleep(0.2)
+            before = bus.publish("a.b", "mark")
+            started = time.monotonic()
+            bus.flush(10)
+            assert time.monotonic() - started < 5
+            assert before in got
+        finally:
+            stop.set()
+            publisher.join()
+
+
+def test_flush_waits_for_what_subscribers_publish_meanwhile():
+    got: list = []
+    with Bus(LoopbackBackend(), clock=VirtualClock()) as bus:
+        bus.subscribe("a.b", lambda ev: bus.publish("a.c", ev.data + 1) if ev.data < 5 else None)
+        bus.subscribe("a.c", got.append)
+        bus.subscribe("a.c", lambda ev: bus.publish("a.b", ev.data))
+        bus.publish("a.b", 0)
+        bus.flush(10)
+        assert [e.data for e in got] == [1, 2, 3, 4, 5]
+
+
+def test_flush_on_a_closed_bus_returns_at_once():
+    bus = Bus(LoopbackBackend(), clock=VirtualClock())
+    bus.subscribe("a.b", lambda ev: None)
+    bus.publish("a.b")
+    bus.close()
+    started = time.monotonic()
+    bus.flush()
+    assert time.monotonic() - started < 1

@@ -184,5 +184,5 @@ def test_closing_while_the_server_is_away_names_the_events_it_gives_up(caplog):
             bus.close()
     finally:
         server.stop()
-    (line,) = [r.getMessage() for r in caplog.records if "were not stored" in r.getMessage()]
-    assert line.startswith("1 events were not stored") and lost.id in line
+    (line,) = [r.getMessage() for r in caplog.records if "were not acknowledged" in r.getMessage()]
+    assert line.startswith("1 events were not acknowledged") and lost.id in line

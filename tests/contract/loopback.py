@@ -78,7 +78,8 @@ class LoopbackBackend(Backend):
 
     def flush(self, timeout: float | None = None) -> None:
         deadline = None if timeout is None else time.monotonic() + timeout
-        while self._sink is not None and self._fed < len(self._log):
+        target = len(self._log)  # what was appended before the call, not what comes later
+        while self._sink is not None and self._fed < target:
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"flush() timed out after {timeout} s")
             time.sleep(0.001)

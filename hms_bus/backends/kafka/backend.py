@@ -141,6 +141,15 @@ class KafkaBackend(Backend):
         Raises :class:`~hms_bus.HmsBusError` naming events librdkafka could not
         store and its reason; ``TimeoutError`` if ``timeout`` passes first.
         """
+        try:
+            self._flush(timeout)
+        except TimeoutError as exc:
+            if timeout is None:
+                raise
+            what = str(exc).split(": ", 1)[-1]  # its own figure is the time that was left
+            raise TimeoutError(f"flush() timed out after {timeout:g} s: {what}") from None
+
+    def _flush(self, timeout: float | None) -> None:
         deadline = None if timeout is None else time.monotonic() + timeout
         self.sender.flush(_left(deadline))
         feed = self.feed

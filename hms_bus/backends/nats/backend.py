@@ -247,8 +247,8 @@ class NatsBackend(Backend):
         left = [*sender.inflight.values(), *sender.outbox] if sender.pending else []
         if left:  # closing gives them up: say so, and which
             log.error(
-                "%d events were not stored on NATS at %s: the bus closed before the server "
-                "acknowledged them (first: %s); publish them again on a bus that is connected",
+                "%d events were not acknowledged by NATS at %s when the bus closed (first: "
+                "%s): they may not be stored; check with replay() on a connected bus",
                 len(left),
                 self.url,
                 left[0].event.id,
