@@ -335,46 +335,6 @@ class LocalDispatcher(Dispatcher):
             self._queue.append(_Join(sub, since, start != NEW, upto=self.bus.published))
         self.deliver()  # at once, unless a delivery is under way (it joins after it)
 
-    def _read_kept(self, job: _Join, upto: Position) -> list[Event]:
-        """``job.sub``'s kept events up to ``upto``.
-
-        A server or broker that is away makes the read fail; the events are
-        still stored, so a fed bus tries again (waiting up to 5 s between tries)
-        until the read works, the subscription ends or the bus closes, rather
-        than hand the subscriber live events only. Live events wait meanwhile,
-        in order. A local backend's read cannot be waited for: its failure is
-        logged and the subscription gets live events.
-        """
-        sub = job.sub
-        wait = 0.25
-        while True:
-            try:
-                return self.backend.read(sub.pattern, job.since, None, None, upto)
-            except Exception as exc:
-                name = type(exc).__name__
-                if self.backend.local or self._closing.is_set() or not sub.active:
-                    _log_error(
-                        "could not read the kept events for subscriber %s on %s: %s: %s; "
-                        "it receives live events only",
-                        sub.name,
-                        self.backend.url,
-                        name,
-                        exc,
-                    )
-                    return []
-                self.history_retries += 1
-                _log_error(
-                    "could not read the kept events for subscriber %s on %s (%s: %s); "
-                    "trying again in %g s (they stay stored; live events wait in order)",
-                    sub.name,
-                    self.backend.url,
-                    name,
-                    exc,
-                    wait,
-                )
-                self._closing.wait(wait)  # close() cuts the wait short
-                wait = min(wait * 2, 5.0)
-
     def _interrupted(self, job: _Join, event: Event, rest: list[Event], exc: BaseException) -> bool:
         # As for a live event: the rest comes with the next publish or flush.
         with self.lock:
