@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from sim_cli import fails, no_run  # noqa: F401 (a helper and a pytest fixture)
 
 from simulations import PARAMS, Scenario, golden, run, scenarios, sweep
 from simulations.__main__ import main
@@ -248,28 +249,6 @@ def test_the_progress_bar_counts_simulated_hours(monkeypatch):
 
 
 # -- bad input: one line, exit code, no traceback, nothing half-written -------------
-
-
-def fails(argv, capsys, code=2):
-    """Run the CLI; assert it failed with ``code`` and one line on stderr; return that line."""
-    assert main(argv) == code
-    out, err = capsys.readouterr()
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("error: ") and "Traceback" not in out + err
-    return lines[0]
-
-
-@pytest.fixture
-def no_run(monkeypatch):
-    """Fail the test if the CLI starts simulating."""
-    import simulations.__main__ as cli
-
-    def never(*a, **kw):
-        raise AssertionError("the CLI simulated before finding the mistake")
-
-    monkeypatch.setattr(cli, "run", never)
-    monkeypatch.setattr(cli, "sweep", never)
 
 
 @pytest.mark.parametrize("command", ["run", "sweep"])

@@ -13,6 +13,7 @@ import sys
 
 import pandas as pd
 import pytest
+from sim_cli import fails, no_run  # noqa: F401 (a helper and a pytest fixture)
 
 from hms_bus.event import format_ts
 from simulations import IncidentWarning, Scenario, run, sweep
@@ -20,29 +21,6 @@ from simulations.__main__ import main
 from simulations.incidents import Incident
 from simulations.scoring import score_incidents
 from simulations.sweep import parse_seeds
-
-
-def fails(argv, capsys, code=2):
-    """Run the CLI; assert it failed with ``code`` and one line on stderr; return that line."""
-    assert main(argv) == code
-    out, err = capsys.readouterr()
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("error: ") and "Traceback" not in out + err
-    return lines[0]
-
-
-@pytest.fixture
-def no_run(monkeypatch):
-    """Fail the test if the CLI starts simulating."""
-    import simulations.__main__ as cli
-
-    def never(*a, **kw):
-        raise AssertionError("the CLI simulated before finding the mistake")
-
-    monkeypatch.setattr(cli, "run", never)
-    monkeypatch.setattr(cli, "sweep", never)
-
 
 # -- F9: wrong JSON types anywhere in a scenario file ----------------------------------
 
