@@ -770,3 +770,23 @@ def test_a_ratio_bound_hint_never_suggests_a_bound_that_is_refused(above, hint):
         ratio("x", "payments.failed", of="payments.*", above=above, window=60)
     assert "also matches of='payments.*'" in str(err.value)
     assert "did you mean 1 for" not in str(err.value)
+
+
+def test_flush_on_a_wall_clock_returns_once_the_page_is_out():
+    """Was: flush() returned before the ticker had decided the instant, so nobody had
+    been paged yet (the page came a tick later)."""
+    heard: list = []
+    bus = Bus(clock=WallClock())
+    with Monitor(
+        bus,
+        frequency("storm", "*.error", count=5, window=60),
+        receivers=[Callback(heard.append)],
+        tick=5.0,
+    ) as mon:
+        for _ in range(5):
+            bus.publish("bank.error")
+        time.sleep(0.002)  # the fifth error's instant is now in the past
+        mon.flush(5)
+        assert [n["state"] for n in heard] == ["firing"]
+        assert list(mon.router.deliveries()["status"]) == ["sent"]
+    bus.close()

@@ -30,6 +30,7 @@ firing to the receivers that heard it fire, and publishes them together on
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -223,12 +224,26 @@ class Monitor:
     # -- ending -------------------------------------------------------------------
 
     def flush(self, timeout: float | None = None) -> None:
-        """Wait until every receiver has delivered (or given up on) the notices so far.
+        """Wait until the rules have seen every event published so far, every
+        instant before the clock's "now" is decided, and every receiver has
+        delivered (or given up on) the notices that gives.
 
-        Webhooks post from a thread; after ``flush()`` the delivery log says
-        ``sent`` or ``failed`` for each. Raises ``TimeoutError`` past ``timeout`` s.
+        So after publishing five errors on a wall clock, ``flush()`` returns once
+        the page is out, rather than a tick later. Webhooks post from a thread;
+        after ``flush()`` the delivery log says ``sent`` or ``failed`` for each.
+        As in :meth:`close`, the instant "now" itself stays open. Raises
+        ``TimeoutError`` past ``timeout`` s.
         """
-        self.router.flush(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if not self._closed:
+            self.bus.flush(timeout)  # a fed bus: the events reach the rules first
+            now = self.clock.now()
+            with self._lock:
+                self.engine.advance(now)
+                out = self.engine.take()
+            if out:
+                self._emit(out)
+        self.router.flush(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
     def close(self) -> None:
         """Stop watching: unsubscribe, stop following the clock, tell receivers, close them.
