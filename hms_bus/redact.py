@@ -42,6 +42,7 @@ __all__ = [
     "is_secret_name",
     "kit_logger",
     "redact_config",
+    "redact_fields",
     "redact_headers",
     "redact_url",
     "redact_webhook",
@@ -238,6 +239,29 @@ def redact_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
         else:
             shown[name] = value
     return shown
+
+
+def redact_fields(obj: Any) -> str:
+    """A dataclass's repr with URLs and secret-named settings redacted, as its
+    ``__repr__`` (settings objects hold the URL and options a user gave)."""
+    import dataclasses
+
+    def shown(value: Any) -> str:
+        if isinstance(value, str):
+            return repr(redact_url(value) if "://" in value or "@" in value else value)
+        if isinstance(value, Mapping):
+            return repr(redact_config(value))
+        if isinstance(value, (list, tuple)):
+            inner = ", ".join(shown(v) for v in value)
+            if isinstance(value, list):
+                return f"[{inner}]"
+            return f"({inner},)" if len(value) == 1 else f"({inner})"
+        return repr(value)
+
+    parts = (
+        f"{f.name}={shown(getattr(obj, f.name))}" for f in dataclasses.fields(obj) if f.repr
+    )
+    return f"{type(obj).__name__}({', '.join(parts)})"
 
 
 def register_config(config: Mapping[str, Any] | None) -> dict[str, Any]:

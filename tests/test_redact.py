@@ -229,3 +229,25 @@ def test_failed_webhook_shows_no_secret_in_log_events_or_deliveries(caplog):
     assert "hook-secret-55" not in shown and "hdr-secret-66" not in shown
     assert "webhook:http://127.0.0.1" in deliveries and failed
     assert failed[0].data["receiver"] == f"webhook:http://127.0.0.1:{port}/services/..."
+
+
+def test_the_backends_settings_objects_hide_their_secrets_in_repr():
+    """bus.backend.config (Kafka) and bus.backend.options (NATS) are public: their
+    reprs used to print the URL's password and the librdkafka secrets as given."""
+    pytest.importorskip("confluent_kafka")
+    pytest.importorskip("nats")
+    from hms_bus.backends.kafka.config import parse
+    from hms_bus.backends.nats.connection import NatsOptions
+
+    kafka = parse("kafka://h:9092?sasl.password=urlKpw88", conf={"ssl.key.password": "sslKeyPw66"})
+    nats = NatsOptions(url="nats://alice:s3cretPW@h:4222", servers=["nats://alice:s3cretPW@h:4222"])
+    token = NatsOptions(url="nats://h:4222?token=tok3nX", servers=["nats://h:4222"])
+    for obj, secrets in (
+        (kafka, ["urlKpw88", "sslKeyPw66"]),
+        (nats, ["s3cretPW"]),
+        (token, ["tok3nX"]),
+    ):
+        text = repr(obj)
+        assert not [s for s in secrets if s in text], text
+        assert "***" in text
+    assert "servers=('h:9092',)" in repr(kafka)

@@ -24,7 +24,7 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import unquote
 
-from ...redact import redact_config, redact_url, register_config, register_url
+from ...redact import redact_config, redact_fields, redact_url, register_config, register_url
 from ...retention import DEFAULT_WINDOW_S
 
 __all__ = ["KafkaConfig", "parse", "shown", "shown_conf", "OPTIONS", "MANAGED"]
@@ -92,6 +92,8 @@ class KafkaConfig:
     readonly: bool = False
     librdkafka: Mapping[str, Any] = field(default_factory=dict)
     url: str = ""
+
+    __repr__ = redact_fields  # the URL and librdkafka settings may hold passwords
 
     @property
     def bootstrap(self) -> str:

@@ -33,7 +33,7 @@ import nats
 import nats.errors
 
 from ...errors import HmsBusError
-from ...redact import kit_logger, redact_url, register_url
+from ...redact import kit_logger, redact_fields, redact_url, register_url
 from .auth import OPTIONS as SECURITY_OPTIONS
 from .auth import Security, is_auth_error, refusal_error, require_tls, security_from
 
@@ -98,6 +98,8 @@ class NatsOptions:
     outage_timeout: float = 30.0
     security: Security | None = None
     """Credentials and TLS (see :mod:`.auth`)."""
+
+    __repr__ = redact_fields  # the URL may hold a password or token
 
     @property
     def label(self) -> str:
