@@ -148,7 +148,7 @@ def test_slow_webhook_does_not_block_the_bus(bus, clock):
 
 
 def test_webhook_rejects_bad_settings():
-    with pytest.raises(ValueError, match="url='ftp://x' must start with http"):
+    with pytest.raises(ValueError, match=r"url='ftp://x/\.\.\.' must start with http"):
         Webhook("ftp://x")
     with pytest.raises(ValueError, match="retries=-1"):
         Webhook("http://127.0.0.1:9/", retries=-1)
@@ -398,3 +398,16 @@ def test_alertmanager_starts_at_is_when_a_for_rule_fired_not_when_it_went_pendin
         ("resolved", "2021-08-29T12:01:40.000Z"),
     ]
     assert bodies[1]["endsAt"] == "2021-08-29T12:05:00.000Z"
+
+
+@pytest.mark.parametrize(
+    "url", ["hooks.example.com/services/T0/B0/s3cr3tXYZ", "ftp://u:s3cr3tXYZ@h/x?token=s3cr3tXYZ"]
+)
+def test_a_mistyped_webhook_url_is_refused_without_showing_its_secret(url):
+    with pytest.raises(ValueError, match="must start with http") as err:
+        Webhook(url)
+    assert "s3cr3tXYZ" not in str(err.value)
+
+
+def test_a_webhook_url_scheme_in_capitals_is_taken():
+    assert Webhook("HTTPS://hooks.example.com/x").name == "webhook:https://hooks.example.com/x"

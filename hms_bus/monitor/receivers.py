@@ -208,8 +208,21 @@ class Webhook(Receiver):
         max_queue: int = 1000,
         name: str | None = None,
     ) -> None:
-        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-            raise ValueError(f"url={url!r} must start with http:// or https://")
+        if not isinstance(url, str):
+            raise ValueError(
+                f"url must be text such as 'https://hooks.example.com/...', "
+                f"got {type(url).__name__}"
+            )
+        scheme, sep, rest = url.partition("://")
+        if not sep or scheme.lower() not in ("http", "https"):
+            # Show no more than the host: the rest of a webhook URL is often its secret.
+            host = (rest if sep else url).split("/", 1)[0].rpartition("@")[2].split("?")[0]
+            head = f"{scheme}://{host}" if sep else host
+            raise ValueError(
+                f"url={head + '/...'!r} must start with http:// or https:// "
+                f"(the rest of the URL is not shown: it may hold a secret)"
+            )
+        url = scheme.lower() + sep + rest
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
             raise ValueError(f"retries={retries!r} must be a whole number, 0 or more")
         for option, value in (("timeout", timeout), ("backoff", backoff)):
