@@ -258,9 +258,7 @@ def redact_fields(obj: Any) -> str:
             return f"({inner},)" if len(value) == 1 else f"({inner})"
         return repr(value)
 
-    parts = (
-        f"{f.name}={shown(getattr(obj, f.name))}" for f in dataclasses.fields(obj) if f.repr
-    )
+    parts = (f"{f.name}={shown(getattr(obj, f.name))}" for f in dataclasses.fields(obj) if f.repr)
     return f"{type(obj).__name__}({', '.join(parts)})"
 
 

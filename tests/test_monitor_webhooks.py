@@ -411,3 +411,36 @@ def test_a_mistyped_webhook_url_is_refused_without_showing_its_secret(url):
 
 def test_a_webhook_url_scheme_in_capitals_is_taken():
     assert Webhook("HTTPS://hooks.example.com/x").name == "webhook:https://hooks.example.com/x"
+
+
+def test_a_webhook_that_never_got_the_page_gets_no_resolved_notice(bus, clock):
+    """As Alertmanager: a resolved notification follows only a firing one that was
+    delivered. (Was: the endpoint got a resolved for an incident it never heard of.)"""
+    with Hook(fail_first=2) as server:
+        hook = Webhook(server.url, retries=1, backoff=0.01)
+        with Monitor(bus, STORM, receivers=[hook]) as mon:
+            for _ in range(3):
+                bus.publish("bank.error", {"code": 502})
+            clock.advance(1)
+            mon.flush(10)
+            clock.advance(600)
+            mon.flush(10)
+            log = mon.router.deliveries()
+        assert list(zip(log["state"], log["status"])) == [
+            ("firing", "failed"),
+            ("resolved", "not_sent"),
+        ]
+        assert server.bodies == []
+
+
+def test_group_key_quotes_label_values_as_alertmanager_does():
+    """Alertmanager writes groupKey with Go's strconv.Quote: printable characters stay,
+    control characters become Go escapes."""
+    from hms_bus.monitor.alertmanager import _group_key
+
+    assert _group_key({"alertname": "x", "group": 'sn☃w "q" \\'}) == (
+        '{}:{alertname="x", group="sn☃w \\"q\\" \\\\"}'
+    )
+    assert _group_key({"alertname": "x", "group": "a\x01\tb\u2028"}) == (
+        '{}:{alertname="x", group="a\\x01\\tb\\u2028"}'
+    )

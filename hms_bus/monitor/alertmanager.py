@@ -22,7 +22,6 @@ Prometheus's Alertmanager POSTs to a ``webhook_config`` (version ``"4"``).
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from ..event import format_ts
@@ -61,8 +60,33 @@ def alert_labels(notice: dict[str, Any]) -> dict[str, str]:
     return labels
 
 
+_GO_ESCAPES = {
+    "\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v",
+}  # fmt: skip
+
+
+def _go_quote(text: str) -> str:
+    """``text`` quoted as Go's strconv.Quote does (Alertmanager builds groupKey so):
+    printable characters as they are, others escaped (``\x01``, ``\u2028``)."""
+    out = []
+    for ch in text:
+        if ch in ('"', "\\"):
+            out.append("\\" + ch)
+        elif ch.isprintable():
+            out.append(ch)
+        elif ch in _GO_ESCAPES:
+            out.append(_GO_ESCAPES[ch])
+        elif ord(ch) < 0x80:
+            out.append(f"\\x{ord(ch):02x}")
+        elif ord(ch) <= 0xFFFF:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(f"\\U{ord(ch):08x}")
+    return '"' + "".join(out) + '"'
+
+
 def _group_key(labels: dict[str, str]) -> str:
-    inner = ", ".join(f"{k}={json.dumps(labels[k])}" for k in sorted(labels))
+    inner = ", ".join(f"{k}={_go_quote(labels[k])}" for k in sorted(labels))
     return "{}:{" + inner + "}"
 
 

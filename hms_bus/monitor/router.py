@@ -220,7 +220,7 @@ class Router:
         self._lock = threading.RLock()
         self._incidents: dict[tuple[str, Any], _Incident] = {}
         self._rechecks: list[tuple[float, int, str]] = []
-        self._queued: dict[tuple[int, int], tuple[dict[str, Any], dict[str, Any]]] = {}
+        self._queued: dict[tuple[int, int], tuple[dict[str, Any], dict[str, Any], set[int]]] = {}
         self._ids = itertools.count(1)
         self._order = itertools.count()
 
@@ -464,7 +464,7 @@ class Router:
         asynchronous = getattr(r, "asynchronous", False)
         entry = self._log(notice, r, "queued" if asynchronous else "sent", detail)
         if asynchronous:
-            self._queued[(id(notice), rid)] = (notice, entry)
+            self._queued[(id(notice), rid)] = (notice, entry, told)
         try:
             r.deliver(notice)
         except Exception as exc:
@@ -503,7 +503,7 @@ class Router:
         with self._lock:
             found = self._queued.pop((id(notice), id(r)), None)
             if found is not None:
-                entry = found[1]
+                entry, told = found[1], found[2]
                 entry["attempts"] = attempts
                 if error is None:
                     entry["status"] = "sent"
@@ -511,6 +511,9 @@ class Router:
                     error = scrub(error)
                     entry["status"] = "failed"
                     entry["detail"] = error
+                    if notice["state"] == "firing" and not notice.get("repeat"):
+                        # As Alertmanager: no resolved for a page that never arrived.
+                        told.discard(id(r))
         if error is not None and self.on_failure is not None:
             self.on_failure(notice, r, error)
 
