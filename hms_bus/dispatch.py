@@ -69,9 +69,9 @@ _get_ident = threading.get_ident
 
 
 def _log_error(message: str, *args: object) -> None:
-    import logging  # only on the error path: ``import hms_bus`` stays light
+    from .redact import kit_logger  # only on the error path: ``import hms_bus`` stays light
 
-    logging.getLogger("hms_bus").error(message, *args)
+    kit_logger("hms_bus").error(message, *args)  # with the filter that masks secrets
 
 
 class _Join:
