@@ -356,7 +356,9 @@ def _score_variants(
     for v in variants:
         sc = scenario.override(v)
         rules = monitor_rules(sc)
-        parts = [timeline_of(rule) for rule in rules]
+        # Only non-empty timelines are joined: pandas < 3 warns (FutureWarning) when an
+        # empty frame's column dtypes could change the result's, and 3.0 changed the rule.
+        parts = [t for t in (timeline_of(rule) for rule in rules) if len(t)]
         timeline = (
             pd.concat(parts, ignore_index=True)
             if parts
