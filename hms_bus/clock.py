@@ -45,6 +45,7 @@ def _from_iso(text: str) -> datetime:
         int(year), int(month), int(day), int(hour), int(minute), int(second or 0), micro, tz
     )
 
+
 DEFAULT_START = "2021-08-29T00:00:00Z"
 """Where a :class:`VirtualClock` starts unless told: the day Hurricane Ida made landfall."""
 
