@@ -426,7 +426,7 @@ def test_a_webhook_that_never_got_the_page_gets_no_resolved_notice(bus, clock):
             clock.advance(600)
             mon.flush(10)
             log = mon.router.deliveries()
-        assert list(zip(log["state"], log["status"])) == [
+        assert list(zip(log["state"], log["status"], strict=True)) == [
             ("firing", "failed"),
             ("resolved", "not_sent"),
         ]
