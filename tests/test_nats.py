@@ -212,6 +212,25 @@ def test_an_event_larger_than_max_bytes_is_refused_at_publish(url, received):
         assert received == [kept] and bus.replay() == [kept]
 
 
+def test_every_event_the_size_check_lets_through_is_kept(server):
+    """The check counts the headers as the server does: an event just under it is
+    stored, one just over it is refused. (Was: payloads up to about 90 bytes under
+    max_bytes passed the check, were acked, then dropped by the stream.)"""
+    outcomes = []
+    for n, pad in enumerate(range(1790, 1850, 6)):
+        url = f"{server.url}?stream=SZ{n}&prefix=sz{n}&max_bytes=2000"
+        with Bus(nats_backend(url)) as bus:
+            try:
+                bus.publish("t", "x" * pad)
+            except ValueError:
+                outcomes.append("refused")
+                continue
+            bus.flush(10)
+            outcomes.append("kept" if len(bus.replay()) == 1 else "LOST")
+    assert "LOST" not in outcomes, outcomes
+    assert outcomes[0] == "kept" and outcomes[-1] == "refused"
+
+
 def test_a_topic_too_long_for_a_nats_subject_is_refused(url):
     with Bus(nats_backend(url)) as bus:
         with pytest.raises(ValueError, match="too long for NATS: subjects hold at most 3,000"):
