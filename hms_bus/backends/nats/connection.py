@@ -260,7 +260,22 @@ def _identity(key: str, value: Any) -> str:
                 "a prefix is dot-separated tokens of printable text without whitespace "
                 "or wildcards, e.g. 'hms' or 'team.bus'"
             )
+    if tokens[0].startswith("$") or tokens[0] == "_INBOX":
+        raise ValueError(
+            f"{tokens[0]!r} subjects belong to the server and to request/reply inboxes "
+            f"(a stream on them would capture other clients' traffic); choose a prefix "
+            f"of your own, e.g. 'hms' or 'team.bus'"
+        )
+    if len(value.encode()) > MAX_PREFIX_BYTES:
+        raise ValueError(
+            f"a prefix of {len(value.encode()):,} bytes leaves no room for topics in a "
+            f"subject; keep it under {MAX_PREFIX_BYTES} bytes, e.g. 'hms'"
+        )
     return value
+
+
+MAX_PREFIX_BYTES = 256
+"""The longest subject prefix taken: subjects hold a few thousand bytes at most."""
 
 
 class Connection:
