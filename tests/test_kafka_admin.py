@@ -75,6 +75,14 @@ def test_a_new_topic_is_created_with_retention_in_the_same_request():
     assert len(admin.requests) == 1  # asked once
 
 
+def test_retention_without_a_limit_asks_kafka_to_keep_everything():
+    """retention=inf (allowed on the memory bus and NATS) is retention.ms=-1 on Kafka."""
+    kafka, admin = cluster("kafka://k:9092?retention=inf")
+    kafka.ensure("hms.payments")
+    (request,) = admin.requests
+    assert request.config == {"retention.ms": "-1"}
+
+
 def test_a_topic_that_exists_is_used_and_nothing_is_sent_to_change_it():
     kafka, admin = cluster("kafka://k:9092", error=KafkaError.TOPIC_ALREADY_EXISTS)
     kafka.ensure("hms.payments")
@@ -101,3 +109,16 @@ def test_a_refused_creation_names_the_topic_and_the_fix():
         r"replication 3\): refused; choose other \?partitions=/replication=",
     ):
         kafka.ensure("hms.payments")
+
+
+def test_a_cluster_without_a_controller_says_once_that_retention_is_not_set(caplog):
+    """The mock cluster names no controller among its brokers: nothing is asked of its
+    admin API, and one log line says the topics get the broker's defaults."""
+    metadata = SimpleNamespace(controller_id=-1, brokers={1: None}, topics={})
+    kafka = Cluster(parse("kafka://k:9092"), StandInProducer(), metadata)
+    kafka.admin = StandInAdmin(None)
+    with caplog.at_level("INFO", logger="hms_bus.kafka"):
+        kafka.ensure("hms.payments")
+        kafka.ensure("hms.alerts")
+    assert kafka.admin.requests == []
+    assert caplog.text.count("without retention settings") == 1

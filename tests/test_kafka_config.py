@@ -52,7 +52,7 @@ def test_keywords_and_conf_work_like_the_query():
         ("kafka://k:9092?partitions=0", "partitions must be an int >= 1, got '0'"),
         ("kafka://k:9092?partitions=two", "partitions='two'.*is not an int; e.g. partitions=3"),
         ("kafka://k:9092?retention=-5", "retention must be a positive finite number"),
-        ("kafka://k:9092?retention=inf", "retention must be a positive finite number"),
+        ("kafka://k:9092?retention=-inf", "retention must be a positive finite number"),
         ("kafka://k:9092?retention=nan", "retention must be a positive finite number"),
         ("kafka://k:9092?prefix=has space", "prefix='has space'.*is not a Kafka topic name"),
         ("kafka://k:9092?prefix=..", "prefix='..'.*is not a Kafka topic name"),

@@ -6,8 +6,10 @@ backend asks the cluster to create its Kafka topic, with ``retention.ms``
 If the topic exists already it is used exactly as it is: the backend never
 alters the configuration of a topic, its own or anyone else's. Where the
 cluster has no working admin API (librdkafka's mock cluster), the topic is
-auto-created by the first record with the broker's defaults, and a warning
-says once that retention could not be set.
+auto-created by the first record with the broker's defaults, and the log
+says once that retention could not be set: at INFO for a cluster that names no
+controller (the mock: expected), as a warning when a real admin API refuses.
+``status()`` shows ``admin_api`` and ``created_topics`` either way.
 
 **Offsets.** Low and high watermarks and time lookups come from one
 thread-safe ``AdminClient`` in batched ``ListOffsets`` requests, never from a
@@ -16,6 +18,7 @@ consumer that another thread is polling (that call would wait for the poll).
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from typing import Any
@@ -56,6 +59,7 @@ class Cluster:
         self.found: list[str] = []
         """Kafka topics this backend uses but found already there (never altered)."""
         self._partitions: dict[str, int] = {}
+        self._said_no_admin = False
         self._lock = threading.Lock()
 
     # -- topics ---------------------------------------------------------------
@@ -72,6 +76,15 @@ class Cluster:
                 elif self.admin_api and self._create(name):
                     self.created.append(name)
                 else:
+                    if not self.admin_api and not self._said_no_admin:
+                        self._said_no_admin = True
+                        log.info(  # expected on the mock cluster; status() shows it too
+                            "Kafka at %s has no controller among its brokers (librdkafka's "
+                            "mock cluster), so %s and later topics are auto-created with the "
+                            "broker's defaults, without retention settings",
+                            shown(self.url),
+                            name,
+                        )
                     self.found.append(name)
                 self._partitions[name] = self._count_partitions(name)
             return self._partitions[name]
@@ -79,7 +92,8 @@ class Cluster:
     def _create(self, name: str) -> bool:
         """Ask for ``name`` with our retention; False if it exists or cannot be made here."""
         cfg = self.config
-        settings = {"retention.ms": str(int(cfg.retention * 1000))}
+        ms = -1 if cfg.retention == math.inf else int(cfg.retention * 1000)  # -1: no limit
+        settings = {"retention.ms": str(ms)}
         if cfg.max_bytes is not None:
             settings["retention.bytes"] = str(cfg.max_bytes)
         topic = NewTopic(

@@ -252,6 +252,8 @@ def _checked(name: str, value: Any, url: str) -> Any:
     x = _number(name, value, where, float)
     if name == "reorder_hold" and x == 0:
         return 0.0
+    if name == "retention" and x == math.inf:
+        return x  # keep everything: retention.ms=-1, as on the memory bus and NATS
     if not (x > 0 and math.isfinite(x)):
         raise ValueError(
             f"{name} must be a positive finite number of seconds, got {value!r}{where}"
