@@ -47,9 +47,18 @@ def _bus(args: argparse.Namespace, *, readonly: bool = False):
     from .bus import Bus, _from_target
 
     url = getattr(args, "url", None) or os.environ.get("HMS_BUS_URL") or DEFAULT_URL
-    if readonly and url.startswith(("nats://", "tls://", "kafka://")) and "readonly=" not in url:
+    if readonly and url.startswith(("nats://", "tls://", "kafka://")):
+        from urllib.parse import parse_qsl, urlencode
+
         from .backends import kafka_backend, nats_backend
 
+        # replay and tail only read: whatever the URL says, they never create or change
+        # a stream or topic (readonly=0 or update=1 in HMS_BUS_URL are for publishers).
+        base, _, query = url.partition("?")
+        pairs = parse_qsl(query, keep_blank_values=True)
+        kept = [(k, v) for k, v in pairs if k not in ("readonly", "update")]
+        if len(kept) != len(pairs):
+            url = base + ("?" + urlencode(kept, safe=",:/@*>") if kept else "")
         make = kafka_backend if url.startswith("kafka://") else nats_backend
         return Bus(make(url, readonly=True))
     bus = _from_target(url)

@@ -120,6 +120,9 @@ def test_replay_and_tail_never_create_or_change_a_stream(server, url):
     stream = url.split("stream=")[1].split("&")[0]
     one_line_error(run("replay", url=url), 1, f"there is no stream {stream!r}")
     one_line_error(run("tail", ">", "--count", "1", url=url), 1, "nothing to read")
+    # HMS_BUS_URL may be a publisher's, with readonly=0 or update=1: still nothing made
+    one_line_error(run("replay", url=url + "&readonly=0"), 1, f"there is no stream {stream!r}")
+    one_line_error(run("replay", url=url + "&update=1"), 1, f"there is no stream {stream!r}")
 
     async def streams():
         nc = await nats.connect(server.url)
