@@ -232,8 +232,8 @@ class NatsBackend(Backend):
         if failed:
             ids = ", ".join(i for i, _ in failed[:3])
             raise HmsBusError(
-                f"{len(failed)} event(s) could not be stored on NATS at {self.url} after "
-                f"{self.options.max_attempts} attempts (first: {ids}); last error: {failed[-1][1]}"
+                f"{len(failed)} event(s) could not be stored on NATS at {self.url} "
+                f"(first: {ids}); last error: {failed[-1][1]}"
             )
         feed, target = self._feed, self._sender.acked_seq
         checked = time.monotonic()

@@ -39,6 +39,11 @@ RESEND_FIRST_S, RESEND_CAP_S = 0.05, 2.0
 """Back-off between re-sends of one event: from 50 ms, doubling, at most 2 s."""
 
 
+FINAL_ERR_CODES = frozenset({10077, 10078, 10054})
+"""JetStream refusals a re-send cannot change: maximum messages exceeded, maximum
+bytes exceeded (a stream with ``discard: new``), message size exceeds the maximum."""
+
+
 class Pending:
     """One event on its way to the stream: queued, sent and awaiting its ack, or due again."""
 
@@ -183,7 +188,23 @@ class Sender:
             if len(self.inflight) < MAX_INFLIGHT // 2 and self._wake is not None:
                 self._wake.set()
             return
-        # No stream leader while a cluster elects one, a full stream, ...
+        if isinstance(error, dict) and error.get("err_code") in FINAL_ERR_CODES:
+            # A full stream that discards new messages, an event the stream can never
+            # hold: re-sending cannot help, so flush() says so at once.
+            del self.inflight[p.reply]
+            self.counts["failed"] += 1
+            reason = f"{error.get('description', 'refused')} (err_code {error['err_code']})"
+            self.failed.append((p.event.id, reason))
+            self.conn.last_error = reason
+            log.error(
+                "event %s (%s) not stored on NATS at %s: %s",
+                p.event.id,
+                p.event.topic,
+                self.conn.label,
+                reason,
+            )
+            return
+        # No stream leader while a cluster elects one, ...
         p.waiting = False
         p.due = self.conn.loop.time() + backoff(p.attempts, RESEND_FIRST_S, RESEND_CAP_S)
         self.conn.last_error = error if isinstance(error, str) else json.dumps(error)
