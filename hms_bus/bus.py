@@ -523,8 +523,11 @@ def use(target: Bus | str | None = None, **kwargs: Any) -> Bus:
     configure its storage (as ``?retention=`` and ``?max_retained=`` would);
     with a NATS URL ``user``, ``password``, ``token``, ``nkey``, ``nkey_seed``,
     ``creds``, ``ca``, ``cert``, ``key`` and ``tls`` log it in, and with a
-    Kafka URL ``conf`` holds librdkafka settings (``sasl.password``...). The
-    previous default bus is left open: close it yourself if you own it.
+    Kafka URL ``conf`` holds librdkafka settings (``sasl.password``...). Any
+    other keyword the bus does not take goes to the backend as its URL option
+    of that name would (``prefix="team"``, ``stream="OPS"``), and the backend
+    names the ones it does not know. The previous default bus is left open:
+    close it yourself if you own it.
     """
     global _default
     if isinstance(target, Bus):
@@ -542,26 +545,8 @@ def use(target: Bus | str | None = None, **kwargs: Any) -> Bus:
 
 
 _STORAGE_OPTIONS = ("retention", "max_retained")
-"""Keyword arguments of :func:`use` that configure the URL's backend, not the bus."""
-
-_SECURITY_OPTIONS = (
-    "user",
-    "password",
-    "token",
-    "nkey",
-    "nkey_seed",
-    "creds",
-    "ca",
-    "cert",
-    "key",
-    "tls",
-)
-"""Keyword arguments of :func:`use` that log a NATS backend in (see
-:mod:`hms_bus.backends.nats.auth`)."""
-
-
-_KAFKA_OPTIONS = ("conf",)
-"""Keyword arguments of :func:`use` for a Kafka backend: librdkafka settings."""
+"""Keyword arguments of :func:`use` that the bus takes for memory, and that a URL's
+backend takes instead (every other keyword the bus does not know goes there too)."""
 
 
 def _from_target(url: object, **kwargs: Any) -> Bus:
@@ -575,11 +560,14 @@ def _from_target(url: object, **kwargs: Any) -> Bus:
 
         kafka = url.startswith("kafka://")
         make = kafka_backend if kafka else nats_backend
-        storage = {k: kwargs.pop(k) for k in _STORAGE_OPTIONS if k in kwargs}
-        logins = _KAFKA_OPTIONS if kafka else _SECURITY_OPTIONS
-        login = {k: kwargs.pop(k) for k in logins if k in kwargs}
+        import inspect
+
+        # Keywords that are not the bus's go to the backend (prefix=, stream=, conf=,
+        # password=...), which names any it does not know, with the ones it does.
+        bus_params = set(inspect.signature(Bus.__init__).parameters) - set(_STORAGE_OPTIONS)
+        options = {k: kwargs.pop(k) for k in list(kwargs) if k not in bus_params}
         try:
-            backend = make(url, **storage, **login)
+            backend = make(url, **options)
         except (HmsBusError, ValueError, TypeError, OSError) as exc:
             raise _scrubbed(exc) from None
         try:

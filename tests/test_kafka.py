@@ -555,3 +555,18 @@ def test_live_delivery_and_replay_agree_on_another_producers_dotted_topic(cluste
 
     assert len(live) == 2
     assert seen(bus.replay("payments.*")) == seen(live) == seen(late) == seen(bus.replay(">"))
+
+
+def test_use_passes_backend_options_and_names_a_misspelt_one(cluster):
+    """Was: TypeError "Bus.__init__() got an unexpected keyword argument 'prefix'"."""
+    before = hms_bus.bus._default
+    try:
+        bus = hms_bus.use(cluster.url, prefix="zz", fetch_wait_ms=10, clock=VirtualClock())
+        bus.publish("a.b", 1)
+        bus.flush(10)
+        assert bus.status()["found_topics"] == ["zz.a"]
+        bus.close()
+        with pytest.raises(ValueError, match="unknown option.*prefx.*the backend's own are"):
+            hms_bus.use(cluster.url, prefx="zz")
+    finally:
+        hms_bus.bus._default = before
