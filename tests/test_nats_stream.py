@@ -18,7 +18,7 @@ import pytest
 pytest.importorskip("nats")
 
 import nats  # noqa: E402
-from nats.js.api import RetentionPolicy, StreamConfig  # noqa: E402
+from nats.js.api import RetentionPolicy, StreamConfig, StreamSource  # noqa: E402
 from nats_fixtures import server  # noqa: E402, F401 (pytest fixtures)
 
 from hms_bus import Bus, HmsBusError  # noqa: E402
@@ -208,6 +208,20 @@ def test_settings_the_server_refuses_fail_fast_with_its_reason(server, names, qu
     assert time.monotonic() - t0 < 5
 
 
+def test_a_mirror_stream_is_refused_untouched_and_named_as_a_mirror(server, names):
+    stream, prefix = names
+
+    async def mirror(js):
+        await js.add_stream(name=f"SRC_{stream}", subjects=[f"src{prefix}.>"])
+        await js.add_stream(StreamConfig(name=stream, mirror=StreamSource(name=f"SRC_{stream}")))
+
+    foreign(server, mirror)
+    before = config_of(server, stream)
+    with pytest.raises(HmsBusError, match=rf"is a mirror of 'SRC_{stream}'.*left untouched"):
+        nats_backend(f"{server.url}?stream={stream}&prefix={prefix}")
+    assert config_of(server, stream) == before
+
+
 def test_subjects_another_stream_captures_fail_fast(server, names):
     stream, prefix = names
 
@@ -216,7 +230,7 @@ def test_subjects_another_stream_captures_fail_fast(server, names):
 
     foreign(server, other)
     t0 = time.monotonic()
-    with pytest.raises(HmsBusError, match=r"subjects overlap .*\(error 10065\); another stream"):
+    with pytest.raises(HmsBusError, match=r"subjects overlap .*\(error 10065\); another stream's"):
         nats_backend(f"{server.url}?stream={stream}&prefix={prefix}")
     assert time.monotonic() - t0 < 5
 

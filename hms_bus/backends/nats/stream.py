@@ -138,6 +138,12 @@ async def ensure_stream(jsm: Any, options: NatsOptions) -> StreamConfig:
 async def _check(jsm: Any, existing: StreamConfig, options: NatsOptions) -> StreamConfig:
     """Use ``existing`` as it is, update it if asked, or refuse; never change it otherwise."""
     label, name, subjects = options.label, options.stream, options.subjects
+    if existing.mirror is not None:
+        raise HmsBusError(
+            f"stream {name!r} at {label} is a mirror of {existing.mirror.name!r}: it takes "
+            f"no publishes of its own and was left untouched; give the bus a stream of its "
+            f"own, e.g. ?stream=HMS_BUS_2 (and a ?prefix= of its own)"
+        )
     if subjects not in (existing.subjects or []):
         raise HmsBusError(
             f"stream {name!r} at {label} captures {existing.subjects or 'no subjects'}, not "
@@ -199,8 +205,9 @@ def _explain(exc: Exception, options: NatsOptions, budget: float) -> HmsBusError
         code = exc.err_code
         if code == 10065:
             advice = (
-                f"another stream already captures {options.subjects!r}; give the bus a "
-                f"prefix and stream of its own, e.g. ?stream=HMS_BUS_2&prefix=hms2"
+                f"another stream's subjects overlap {options.subjects!r} (list the streams "
+                f"with `nats stream ls`); give the bus a prefix and stream of its own, e.g. "
+                f"?stream=HMS_BUS_2&prefix=hms2"
             )
         elif code in (10074, 10005):
             replicas = options.wanted()["num_replicas"]
