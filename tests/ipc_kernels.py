@@ -30,6 +30,8 @@ def _socket_prefix() -> str:
 
 
 class IpcKernelManager(KernelManager):
+    """Kernels on Unix sockets under a fresh path, not TCP ports."""
+
     @default("transport")
     def _default_transport(self) -> str:
         return "ipc"
@@ -39,14 +41,8 @@ class IpcKernelManager(KernelManager):
         return _socket_prefix()
 
 
-class IpcAsyncKernelManager(AsyncKernelManager):
-    @default("transport")
-    def _default_transport(self) -> str:
-        return "ipc"
-
-    @default("ip")
-    def _default_ip(self) -> str:
-        return _socket_prefix()
+class IpcAsyncKernelManager(IpcKernelManager, AsyncKernelManager):
+    """The same defaults, with AsyncKernelManager's methods (next in the MRO)."""
 
 
 def pytest_configure(config: pytest.Config) -> None:

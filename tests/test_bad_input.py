@@ -295,20 +295,9 @@ def nested(depth: int) -> list:
     return data
 
 
-@pytest.mark.parametrize(
-    ("call", "exc", "message"),
-    [pytest.param(call, exc, message, id=name) for name, call, exc, message in REFUSED],
-)
-def test_bad_input_is_refused_clearly_and_the_bus_still_works(bus, clock, call, exc, message):
-    before = (clock.now(), bus.status()["published"], len(bus.replay()))
-    with pytest.raises(exc, match=message):
-        call(bus, clock)
-    assert (
-        clock.now(),
-        bus.status()["published"],
-        len(bus.replay()),
-    ) == before  # nothing half-done
-    still_works(bus)
+# The table REFUSED runs on every backend, memory included, in
+# tests/contract/test_contract_bad_input.py: each call refused with its type and
+# words, nothing half-done, and the same bus still working afterwards.
 
 
 def test_a_1000_token_pattern_delivers_and_the_bus_keeps_delivering(bus):
